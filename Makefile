@@ -1,0 +1,48 @@
+# salesledger — the two commands a new user needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SL     := $(VENV)/bin/salesledger
+
+.PHONY: setup venv system demo test test-unit bench stack-up stack-down stack-status clean
+
+# Everything a fresh machine lacks: Debian packages, the virtualenv, the Maven jars.
+setup: system venv
+
+system:
+	bash deploy/local/install-system.sh
+
+$(VENV)/.installed: pyproject.toml constraints.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: setup
+	$(SL) demo
+
+test: setup
+	$(SL) stack up --profile test
+	$(PY) -m pytest tests
+
+test-unit: venv
+	$(PY) -m pytest tests -m "not stack"
+
+bench: setup
+	$(SL) stack up
+	$(SL) bench
+
+stack-up: setup
+	$(SL) stack up
+
+stack-down: venv
+	$(SL) stack down
+
+stack-status: venv
+	$(SL) stack status
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

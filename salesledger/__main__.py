@@ -1,0 +1,3 @@
+from salesledger.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Sink workers writing into the accounting store (PostgreSQL). May import ``ledger``."""

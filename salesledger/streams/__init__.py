@@ -1,0 +1,1 @@
+"""Faust processors and the CDC decoding they use. May import ``salesledger.ledger``."""
