@@ -31,6 +31,14 @@ def _mount_commands() -> None:
             app.add_typer(module.app, name=module.NAME)
 
 
+@app.command()
+def version() -> None:
+    """Print the salesledger version."""
+    from salesledger import __version__
+
+    typer.echo(__version__)
+
+
 _mount_commands()
 
 
