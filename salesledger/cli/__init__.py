@@ -31,6 +31,11 @@ def _mount_commands() -> None:
             app.add_typer(module.app, name=module.NAME)
 
 
+@app.callback()
+def _root() -> None:
+    """Sales database -> Debezium -> Kafka -> posting engine -> accounting store."""
+
+
 @app.command()
 def version() -> None:
     """Print the salesledger version."""
