@@ -202,3 +202,77 @@ def table_include_list(tables: list[tuple[str, str]]) -> str:
     if not tables:
         raise ValueError("the publication holds no table: nothing to capture")
     return ",".join(f"{re.escape(schema)}\\.{re.escape(table)}" for schema, table in sorted(tables))
+
+
+# --------------------------------------------------------------------------- the sales connector
+
+#: The publication created by migration 003 (same name in every profile's sales database).
+PUBLICATION = "sl_sales_capture"
+SNAPSHOT_MODE = "initial"
+HEARTBEAT_INTERVAL_MS = 10_000
+
+
+def connector_name(topic_prefix: str) -> str:
+    """Name of the profile's sales connector: ``sl-sales-postgres`` / ``sltest-sales-postgres``."""
+    return f"{topic_prefix}-sales-postgres"
+
+
+def slot_name(topic_prefix: str) -> str:
+    """Replication slot of the profile's connector (slots are cluster-wide, so per profile)."""
+    return f"{topic_prefix}_sales_cdc".replace("-", "_").replace(".", "_")
+
+
+def cdc_topic_prefix(topic_prefix: str) -> str:
+    """Debezium's ``topic.prefix``: CDC topics are ``<prefix>.cdc.<schema>.<table>``."""
+    return f"{topic_prefix}.cdc"
+
+
+def connector_values(settings, *, name: str | None = None, slot: str | None = None,
+                     snapshot_mode: str = SNAPSHOT_MODE,
+                     heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS) -> dict[str, str]:
+    """The template values for ``settings`` (a :class:`salesledger.config.Settings`).
+
+    ``table_include_list`` comes from the publication in the profile's sales database, so the
+    database must be migrated first. ``snapshot_mode`` ``initial`` (go-live: read the existing
+    rows once, then stream; master data and open documents become known) is the default.
+
+    Raises:
+        ValueError: the publication is missing or empty (run ``salesledger salesdb migrate``).
+    """
+    from salesledger.salesdb.capture import publication_tables
+
+    tables = publication_tables(settings.dsn("sales", "owner"), PUBLICATION)
+    prefix = settings.topic_prefix
+    return {
+        "connector_name": name or connector_name(prefix),
+        "db_host": settings.host,
+        "db_port": str(settings.pg_port),
+        "db_name": settings.sales_db,
+        "cdc_user": settings.cdc_role,
+        "secrets_file": str(settings.secrets_file),
+        "cdc_password_key": "cdc.password",
+        "slot_name": slot or slot_name(prefix),
+        "publication": PUBLICATION,
+        "table_include_list": table_include_list(tables),
+        "snapshot_mode": snapshot_mode,
+        "topic_prefix": cdc_topic_prefix(prefix),
+        "heartbeat_interval_ms": str(heartbeat_interval_ms),
+    }
+
+
+def register(settings, *, timeout_s: float = 180.0, client: ConnectClient | None = None,
+             **overrides) -> ConnectorState:
+    """Create or update the sales connector (``PUT .../config``) and wait until it RUNS.
+
+    Idempotent: the same config again changes nothing. ``overrides`` go to
+    :func:`connector_values` (``name``, ``slot``, ``snapshot_mode``, ``heartbeat_interval_ms``).
+
+    Raises:
+        ConnectError: Connect unreachable or refused the config.
+        ConnectorFailed: the connector or its task FAILED (trace in the message).
+        TimeoutError: not RUNNING within ``timeout_s``.
+    """
+    client = client or ConnectClient(settings.connect_url)
+    name, config = render_connector(connector_values(settings, **overrides))
+    client.put_config(name, config)
+    return client.wait_running(name, timeout_s=timeout_s)
