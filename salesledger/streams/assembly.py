@@ -1,0 +1,610 @@
+"""Document assembly: Debezium row changes -> whole sales documents, one version per transaction.
+
+Input: decoded CDC events (:mod:`salesledger.streams.cdc`) of the tables of
+``deploy/sql/sales`` — :class:`~salesledger.streams.cdc.ChangeEvent` rows and
+:class:`~salesledger.streams.cdc.TransactionEvent` BEGIN/END markers, in any interleaving of
+their topics. Output: :class:`DocumentEvent` — the whole document (header, lines, allocations)
+as of one source transaction, as the model of :mod:`salesledger.ledger.model` — and
+:class:`DocumentRejected` for a document that cannot be built (a NULL amount, a value Debezium did
+not send); the caller dead-letters those.
+
+Rules (issue "Capture", field case CDC-11):
+
+1. A transaction is applied only when it is complete: its END marker arrived and all
+   ``event_count`` of its row events have been seen. An END with ``event_count`` 0 is ignored.
+   Complete transactions are applied in the order of their END markers (the transaction topic
+   is written in commit order), so documents come out in source commit order.
+2. Snapshot rows (no transaction block) do not wait: they update the row state at once; the
+   documents they touch are emitted by :meth:`DocumentAssembler.flush_snapshot`, which runs on
+   the snapshot's last record and before the first streamed transaction is applied.
+3. Per document the assembler keeps the current rows (header and children). Row images
+   replace the kept row; a value Debezium did not send (unchanged TOAST, CDC-05) keeps the
+   known value; deletes need only the key (REPLICA IDENTITY DEFAULT, CDC-06).
+4. Only ``posted`` documents are postable; draft -> posted is the first postable version
+   (``created``). A posted document that changes is ``changed`` (no event if nothing the model
+   carries changed); one set back to ``cancelled`` or ``draft`` is ``cancelled``; one whose
+   header row is deleted is ``deleted`` (carrying its last emitted content). Drafts and
+   documents never posted are never emitted. A posted document of a kind with lines is first
+   emitted once it has at least one line (header and lines may come in separate
+   transactions).
+5. ``version`` is (commit LSN, event index): the document's ``version`` is the commit LSN of
+   the transaction (strictly increasing per document); the event index is the position of the
+   document's last row change in the transaction (``total_order``), which orders the documents
+   of one transaction. Snapshot documents use the snapshot's LSN and a running index.
+6. Re-delivered events (CDC-09: a connector restart re-sends from its last committed offset)
+   are dropped: a row event already buffered (same transaction and ``total_order``) and any
+   event of a transaction whose commit LSN is not above the last applied one.
+
+Pure: no Kafka, Faust or database import; state is in memory, bounded by ``*_max`` limits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping
+
+from salesledger.ledger.model import (
+    Allocation,
+    AnyDocument,
+    GoodsReceipt,
+    Invoice,
+    InvoiceLine,
+    Payment,
+    ReceiptLine,
+    ReturnLine,
+    SalesReturn,
+    SourcePosition,
+    WriteOff,
+    WriteOffLine,
+)
+from salesledger.streams.cdc import UNAVAILABLE, ChangeEvent, Op, Row, TransactionEvent
+from salesledger.streams.deadletter import RejectedRecord
+
+DocumentOperation = Literal["created", "changed", "cancelled", "deleted"]
+
+PENDING_TRANSACTIONS_MAX = 100_000
+PENDING_EVENTS_MAX = 2_000_000
+_SNAPSHOT_LAST = "last"
+
+
+class AssemblyOverflow(RuntimeError):
+    """More incomplete transactions or buffered events than the configured bound: a transaction
+    marker or row topic is not being consumed. Operating error: stop and fix the consumer."""
+
+
+class DocumentUnbuildable(RejectedRecord):
+    """A document's rows cannot be turned into a document (reason ``document_unbuildable``)."""
+
+    reason = "document_unbuildable"
+
+
+# --------------------------------------------------------------------------- output
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DocumentEvent:
+    """One whole document as of one source transaction.
+
+    ``key``: ``"<type>:<number>"`` (the documents topic's key); ``operation``: created |
+    changed | cancelled | deleted; ``version``: (commit LSN, event index); ``document``: the
+    model document (its ``version`` is the commit LSN, its ``status`` active | cancelled |
+    deleted, its ``source`` = ``source``); ``transaction_id``: Debezium's ``"<txId>:<LSN>"``
+    (None for snapshot rows); ``snapshot``: read by the initial snapshot.
+    """
+
+    key: str
+    operation: DocumentOperation
+    version: tuple[int, int]
+    document: AnyDocument
+    source: SourcePosition
+    transaction_id: str | None = None
+    snapshot: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DocumentRejected:
+    """A document whose rows could not be built into a document (dead-letter it).
+
+    ``key`` is ``"<type>:<number>"`` when the number is known, else ``"<type>#<id>"``;
+    ``error`` carries the reason code and message.
+    """
+
+    key: str
+    error: RejectedRecord
+    version: tuple[int, int]
+    source: SourcePosition
+    transaction_id: str | None = None
+
+
+Emitted = DocumentEvent | DocumentRejected
+
+
+# --------------------------------------------------------------------------- table layout
+
+
+@dataclass(frozen=True, slots=True)
+class _HeaderTable:
+    doc_type: str
+    pk: str
+
+
+@dataclass(frozen=True, slots=True)
+class _ChildTable:
+    doc_type: str
+    pk: str
+    parent: str  # foreign key column naming the header's pk
+
+
+#: Header tables of deploy/sql/sales/002_documents.sql and their document type.
+HEADER_TABLES: dict[str, _HeaderTable] = {
+    "sales.invoices": _HeaderTable("invoice", "invoice_id"),
+    "sales.payments": _HeaderTable("payment", "payment_id"),
+    "sales.returns": _HeaderTable("return", "return_id"),
+    "sales.goods_receipts": _HeaderTable("goods_receipt", "goods_receipt_id"),
+    "sales.stock_write_offs": _HeaderTable("write_off", "stock_write_off_id"),
+}
+#: Child tables (lines, allocations) and the header column they hang from.
+CHILD_TABLES: dict[str, _ChildTable] = {
+    "sales.invoice_lines": _ChildTable("invoice", "invoice_line_id", "invoice_id"),
+    "sales.payment_allocations": _ChildTable("payment", "payment_allocation_id", "payment_id"),
+    "sales.return_lines": _ChildTable("return", "return_line_id", "return_id"),
+    "sales.goods_receipt_lines": _ChildTable("goods_receipt", "goods_receipt_line_id",
+                                             "goods_receipt_id"),
+    "sales.stock_write_off_lines": _ChildTable("write_off", "stock_write_off_line_id",
+                                               "stock_write_off_id"),
+}
+#: Document types whose first postable version needs at least one line.
+_NEEDS_LINES = frozenset({"invoice", "return", "goods_receipt", "write_off"})
+_SOURCE_STATUS = {"posted": "active", "cancelled": "cancelled"}
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass(slots=True)
+class _DocState:
+    doc_type: str
+    doc_id: Any
+    header: Row | None = None
+    header_deleted: bool = False
+    children: dict[Any, Row] = field(default_factory=dict)
+    emitted: AnyDocument | None = None
+
+
+@dataclass(slots=True)
+class _PendingTx:
+    rows: dict[int, ChangeEvent] = field(default_factory=dict)  # total_order -> event
+    end: TransactionEvent | None = None
+
+
+def commit_lsn_of(transaction_id: str) -> int:
+    """The LSN part of Debezium's PostgreSQL transaction id ``"<txId>:<LSN>"``.
+
+    Raises:
+        ValueError: the id is not of that form.
+    """
+    head, sep, tail = transaction_id.partition(":")
+    if not sep or not tail.isdigit():
+        raise ValueError(f"transaction id {transaction_id!r} is not '<txId>:<LSN>'")
+    return int(tail)
+
+
+class DocumentAssembler:
+    """Turns decoded CDC events into :class:`DocumentEvent` s (see the module rules).
+
+    Feed every decoded event with :meth:`on_change` / :meth:`on_transaction`; each returns the
+    documents (and rejections) that became complete, in source commit order. Not thread-safe.
+
+    ``functional_currency`` is given to documents without a currency column (write-offs).
+    """
+
+    def __init__(self, *, functional_currency: str = "AZN",
+                 pending_transactions_max: int = PENDING_TRANSACTIONS_MAX,
+                 pending_events_max: int = PENDING_EVENTS_MAX) -> None:
+        assert pending_transactions_max > 0 and pending_events_max > 0
+        self.functional_currency = functional_currency
+        self.pending_transactions_max = pending_transactions_max
+        self.pending_events_max = pending_events_max
+        self._docs: dict[tuple[str, Any], _DocState] = {}
+        self._child_parent: dict[tuple[str, Any], Any] = {}  # (table, child pk) -> header pk
+        self._pending: dict[str, _PendingTx] = {}
+        self._commit_queue: deque[str] = deque()
+        self._pending_events = 0
+        self._applied_lsn = -1
+        self._snapshot_dirty: dict[tuple[str, Any], int] = {}
+        self._snapshot_index = 0
+        self._snapshot_source: SourcePosition | None = None
+
+    # ---- input -----------------------------------------------------------------------------
+
+    def on_change(self, event: ChangeEvent) -> list[Emitted]:
+        """Take one row change; return what became complete (possibly nothing)."""
+        if event.op in (Op.TRUNCATE, Op.MESSAGE):
+            return []
+        if event.transaction is None:
+            return self._on_snapshot_row(event)
+        tx_id = event.transaction.id
+        if commit_lsn_of(tx_id) <= self._applied_lsn:
+            return []  # re-delivered after its transaction was applied (CDC-09)
+        pending = self._pending_tx(tx_id)
+        if event.transaction.total_order not in pending.rows:
+            if self._pending_events >= self.pending_events_max:
+                raise AssemblyOverflow(f"{self._pending_events} buffered row events")
+            pending.rows[event.transaction.total_order] = event
+            self._pending_events += 1
+        return self._drain()
+
+    def on_transaction(self, event: TransactionEvent) -> list[Emitted]:
+        """Take one BEGIN/END marker; return what became complete (possibly nothing)."""
+        if event.status != "END" or commit_lsn_of(event.id) <= self._applied_lsn:
+            return []
+        if not event.event_count:
+            dropped = self._pending.pop(event.id, None)  # END with event_count 0: ignored
+            self._pending_events -= len(dropped.rows) if dropped else 0
+            return []
+        pending = self._pending_tx(event.id)
+        if pending.end is None:
+            pending.end = event
+            self._commit_queue.append(event.id)
+        return self._drain()
+
+    def flush_snapshot(self) -> list[Emitted]:
+        """Emit the documents snapshot rows have touched since the last flush."""
+        if not self._snapshot_dirty or self._snapshot_source is None:
+            return []
+        touched = sorted(self._snapshot_dirty.items(), key=lambda item: item[1])
+        self._snapshot_dirty.clear()
+        source = self._snapshot_source
+        lsn = source.lsn or 0
+        out: list[Emitted] = []
+        for doc_key, index in touched:
+            out.extend(self._decide(self._docs.get(doc_key), (lsn, index), source, None, True))
+        self._forget_deleted(doc_key for doc_key, _ in touched)
+        return out
+
+    @property
+    def pending_transactions(self) -> int:
+        """Transactions seen but not yet applied."""
+        return len(self._pending)
+
+    # ---- transactions ----------------------------------------------------------------------
+
+    def _pending_tx(self, tx_id: str) -> _PendingTx:
+        pending = self._pending.get(tx_id)
+        if pending is None:
+            if len(self._pending) >= self.pending_transactions_max:
+                raise AssemblyOverflow(f"{len(self._pending)} incomplete transactions")
+            pending = self._pending[tx_id] = _PendingTx()
+        return pending
+
+    def _drain(self) -> list[Emitted]:
+        out: list[Emitted] = []
+        while self._commit_queue:
+            tx_id = self._commit_queue[0]
+            pending = self._pending[tx_id]
+            assert pending.end is not None and pending.end.event_count is not None
+            if len(pending.rows) < pending.end.event_count:
+                break
+            assert len(pending.rows) == pending.end.event_count, (
+                f"transaction {tx_id}: {len(pending.rows)} events, END says "
+                f"{pending.end.event_count}")
+            self._commit_queue.popleft()
+            del self._pending[tx_id]
+            self._pending_events -= len(pending.rows)
+            out.extend(self.flush_snapshot())
+            out.extend(self._apply_transaction(tx_id, pending))
+        return out
+
+    def _apply_transaction(self, tx_id: str, pending: _PendingTx) -> list[Emitted]:
+        commit_lsn = commit_lsn_of(tx_id)
+        assert commit_lsn > self._applied_lsn, "transactions are applied in commit order"
+        touched: dict[tuple[str, Any], int] = {}
+        events = [pending.rows[order] for order in sorted(pending.rows)]
+        for event in events:
+            doc_key = self._apply_row(event)
+            if doc_key is not None:
+                touched[doc_key] = event.transaction.total_order
+        self._applied_lsn = commit_lsn
+        last = events[-1].source
+        source = SourcePosition(lsn=commit_lsn, tx_id=last.tx_id, commit_time=last.commit_time)
+        out: list[Emitted] = []
+        for doc_key, index in sorted(touched.items(), key=lambda item: item[1]):
+            out.extend(self._decide(self._docs.get(doc_key), (commit_lsn, index), source, tx_id,
+                                    False))
+        self._forget_deleted(touched)
+        return out
+
+    def _on_snapshot_row(self, event: ChangeEvent) -> list[Emitted]:
+        doc_key = self._apply_row(event)
+        self._snapshot_index += 1
+        self._snapshot_source = SourcePosition(lsn=event.source.lsn, tx_id=event.source.tx_id,
+                                               commit_time=event.source.commit_time)
+        if doc_key is not None:
+            self._snapshot_dirty[doc_key] = self._snapshot_index
+        if event.source.snapshot == _SNAPSHOT_LAST:
+            return self.flush_snapshot()
+        return []
+
+    # ---- row state -------------------------------------------------------------------------
+
+    def _apply_row(self, event: ChangeEvent) -> tuple[str, Any] | None:
+        """Apply one row change to the document state; return the document it touched."""
+        table = event.source.qualified_table
+        if table in HEADER_TABLES:
+            spec = HEADER_TABLES[table]
+            image = event.row
+            doc_id = image.value(spec.pk)
+            state = self._state(spec.doc_type, doc_id)
+            if event.op is Op.DELETE:
+                state.header_deleted = True
+            else:
+                state.header = _resolved(event.after, state.header, event.before)
+            return (spec.doc_type, doc_id)
+        if table in CHILD_TABLES:
+            return self._apply_child(CHILD_TABLES[table], table, event)
+        return None  # master data, heartbeat: counted in the transaction, not documents
+
+    def _apply_child(self, spec: _ChildTable, table: str, event: ChangeEvent) -> tuple[str, Any] | None:
+        child_id = event.row.value(spec.pk)
+        old_parent = self._child_parent.get((table, child_id))
+        if event.op is Op.DELETE:
+            self._child_parent.pop((table, child_id), None)
+            parent = old_parent if old_parent is not None else _maybe(event.before, spec.parent)
+            if parent is None:
+                return None  # a child never seen (state started later) and without its parent
+            self._state(spec.doc_type, parent).children.pop((table, child_id), None)
+            return (spec.doc_type, parent)
+        previous = None
+        if old_parent is not None:
+            previous = self._state(spec.doc_type, old_parent).children.get((table, child_id))
+        row = _resolved(event.after, previous, event.before)
+        parent = row.value(spec.parent)
+        if old_parent is not None and old_parent != parent:
+            self._state(spec.doc_type, old_parent).children.pop((table, child_id), None)
+        self._child_parent[(table, child_id)] = parent
+        self._state(spec.doc_type, parent).children[(table, child_id)] = row
+        return (spec.doc_type, parent)
+
+    def _state(self, doc_type: str, doc_id: Any) -> _DocState:
+        state = self._docs.get((doc_type, doc_id))
+        if state is None:
+            state = self._docs[(doc_type, doc_id)] = _DocState(doc_type, doc_id)
+        return state
+
+    def _forget_deleted(self, doc_keys) -> None:
+        for doc_key in list(doc_keys):
+            state = self._docs.get(doc_key)
+            if state is not None and state.header_deleted:
+                del self._docs[doc_key]
+                for child_key in state.children:
+                    self._child_parent.pop(child_key, None)
+
+    # ---- decisions -------------------------------------------------------------------------
+
+    def _decide(self, state: _DocState | None, version: tuple[int, int], source: SourcePosition,
+                tx_id: str | None, snapshot: bool) -> list[Emitted]:
+        """Which event (if any) the document's new state gives; updates ``state.emitted``."""
+        if state is None:
+            return []
+        prev = state.emitted
+        prev_active = prev is not None and prev.status == "active"
+        if state.header_deleted or state.header is None:
+            if prev is None or prev.status == "deleted" or not state.header_deleted:
+                return []
+            document = dataclasses.replace(prev, status="deleted", version=version[0],
+                                           source=source)
+            return self._emit(state, "deleted", document, version, source, tx_id, snapshot)
+        try:
+            document = build_document(state.doc_type, state.header, _ordered(state.children),
+                                      version=version[0], source=source,
+                                      functional_currency=self.functional_currency)
+        except RejectedRecord as error:
+            return [DocumentRejected(key=_key_of(state), error=error, version=version,
+                                     source=source, transaction_id=tx_id)]
+        source_status = state.header.value("status")
+        status = _SOURCE_STATUS.get(source_status)
+        if status == "active":
+            if not prev_active:
+                if state.doc_type in _NEEDS_LINES and not state.children:
+                    return []  # posted header, lines still to come
+                return self._emit(state, "created", document, version, source, tx_id, snapshot)
+            if _same_content(prev, document):
+                return []
+            return self._emit(state, "changed", document, version, source, tx_id, snapshot)
+        if prev_active:  # posted -> cancelled, or posted -> draft (taken back)
+            document = dataclasses.replace(document, status="cancelled")
+            return self._emit(state, "cancelled", document, version, source, tx_id, snapshot)
+        return []
+
+    @staticmethod
+    def _emit(state: _DocState, operation: DocumentOperation, document: AnyDocument,
+              version: tuple[int, int], source: SourcePosition, tx_id: str | None,
+              snapshot: bool) -> list[Emitted]:
+        state.emitted = document
+        return [DocumentEvent(key=document.key, operation=operation, version=version,
+                              document=document, source=source, transaction_id=tx_id,
+                              snapshot=snapshot)]
+
+
+# --------------------------------------------------------------------------- rows -> documents
+
+
+def _resolved(after: Row | None, previous: Row | None, before: Row | None) -> Row:
+    """``after`` with every value Debezium did not send taken from the kept row, else from
+    ``before``; a value known from neither stays :data:`UNAVAILABLE` (reading it raises)."""
+    assert after is not None
+    missing = after.unavailable_fields
+    if not missing:
+        return after
+    values = dict(after)
+    for name in missing:
+        for known in (previous, before):
+            if known is not None and known.get(name, UNAVAILABLE) is not UNAVAILABLE:
+                values[name] = known[name]
+                break
+    return Row(values)
+
+
+def _maybe(row: Row | None, name: str) -> Any:
+    if row is None or name not in row or row.is_unavailable(name):
+        return None
+    return row[name]
+
+
+def _ordered(children: Mapping[tuple[str, Any], Row]) -> list[Row]:
+    return sorted(children.values(), key=lambda row: (row.value("line_no"),))
+
+
+def _key_of(state: _DocState) -> str:
+    number = _maybe(state.header, "number")
+    return f"{state.doc_type}:{number}" if number else f"{state.doc_type}#{state.doc_id}"
+
+
+def _same_content(a: AnyDocument | None, b: AnyDocument) -> bool:
+    if a is None:
+        return False
+    return dataclasses.replace(a, version=b.version, source=b.source) == b
+
+
+def _as_date(value: Any, column: str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    raise DocumentUnbuildable(f"column {column!r} is not a date: {value!r}")
+
+
+def _text(row: Row, column: str) -> str:
+    value = row.value(column)
+    if not isinstance(value, str) or not value:
+        raise DocumentUnbuildable(f"column {column!r} is empty or not text: {value!r}")
+    return value.strip() if column == "currency" else value
+
+
+def _opt_text(row: Row, column: str) -> str | None:
+    value = row.value(column)
+    return value if isinstance(value, str) and value else None
+
+
+def _entered_at(row: Row) -> dt.datetime | None:
+    value = row.get("created_at")
+    return value if isinstance(value, dt.datetime) else None
+
+
+def _common(header: Row, pk: str, *, version: int, source: SourcePosition,
+            currency: str) -> dict[str, Any]:
+    return {
+        "id": str(header.value(pk)),
+        "number": _text(header, "number"),
+        "date": _as_date(header.value("date"), "date"),
+        "currency": currency,
+        "version": version,
+        "status": "active",
+        "entered_at": _entered_at(header),
+        "source": source,
+    }
+
+
+def _invoice(header: Row, children: list[Row], common: dict[str, Any]) -> Invoice:
+    return Invoice(
+        **common,
+        branch=_opt_text(header, "branch_code"),
+        customer=_text(header, "customer_code"),
+        warehouse=_text(header, "warehouse_code"),
+        payment_terms_days=int(header.value("payment_terms_days")),
+        prices_include_vat=bool(header.value("prices_include_vat")),
+        lines=tuple(
+            InvoiceLine(line_no=int(r.value("line_no")), sku=_text(r, "sku"), qty=r.money("qty"),
+                        unit_price=r.money("unit_price"), vat_rate=r.money("vat_rate"),
+                        discount_percent=r.money("discount_percent"))
+            for r in children),
+    )
+
+
+def _payment(header: Row, children: list[Row], common: dict[str, Any]) -> Payment:
+    return Payment(
+        **common,
+        branch=_opt_text(header, "branch_code"),
+        customer=_text(header, "customer_code"),
+        method=_text(header, "method"),  # type: ignore[arg-type]
+        amount=header.money("amount"),
+        allocations=tuple(Allocation(document=_text(r, "invoice_number"), amount=r.money("amount"))
+                          for r in children),
+    )
+
+
+def _return(header: Row, children: list[Row], common: dict[str, Any]) -> SalesReturn:
+    return SalesReturn(
+        **common,
+        customer=_text(header, "customer_code"),
+        warehouse=_text(header, "warehouse_code"),
+        against=_text(header, "against_invoice_number"),
+        lines=tuple(ReturnLine(sku=_text(r, "sku"), qty=r.money("qty"),
+                               line=r.value("invoice_line_no")) for r in children),
+    )
+
+
+def _goods_receipt(header: Row, children: list[Row], common: dict[str, Any]) -> GoodsReceipt:
+    return GoodsReceipt(
+        **common,
+        supplier=_text(header, "supplier_code"),
+        warehouse=_text(header, "warehouse_code"),
+        lines=tuple(ReceiptLine(sku=_text(r, "sku"), qty=r.money("qty"),
+                                unit_cost=r.money("unit_cost"), vat_rate=r.money("vat_rate"))
+                    for r in children),
+    )
+
+
+def _write_off(header: Row, children: list[Row], common: dict[str, Any]) -> WriteOff:
+    return WriteOff(
+        **common,
+        warehouse=_text(header, "warehouse_code"),
+        reason=_opt_text(header, "reason") or "",
+        lines=tuple(WriteOffLine(sku=_text(r, "sku"), qty=r.money("qty")) for r in children),
+    )
+
+
+_BUILDERS: dict[str, Callable[[Row, list[Row], dict[str, Any]], AnyDocument]] = {
+    "invoice": _invoice,
+    "payment": _payment,
+    "return": _return,
+    "goods_receipt": _goods_receipt,
+    "write_off": _write_off,
+}
+
+
+def build_document(doc_type: str, header: Row, children: list[Row], *, version: int,
+                   source: SourcePosition, functional_currency: str = "AZN") -> AnyDocument:
+    """The model document of ``doc_type`` from its header row and child rows (in line order),
+    with ``status="active"``; amounts are the columns' exact ``Decimal`` values.
+
+    Raises:
+        RejectedRecord: a NULL / NaN / float amount (:mod:`salesledger.streams.cdc` errors), a
+            value Debezium did not send, an empty key column (:class:`DocumentUnbuildable`).
+    """
+    currency = _text(header, "currency") if "currency" in header else functional_currency
+    pk = next(spec.pk for spec in HEADER_TABLES.values() if spec.doc_type == doc_type)
+    common = _common(header, pk, version=version, source=source, currency=currency)
+    try:
+        return _BUILDERS[doc_type](header, children, common)
+    except (TypeError, ValueError) as error:
+        raise DocumentUnbuildable(f"{doc_type} {common['number']}: {error}",
+                                  document_id=f"{doc_type}:{common['number']}") from error
+
+
+__all__ = [
+    "CHILD_TABLES",
+    "HEADER_TABLES",
+    "AssemblyOverflow",
+    "DocumentAssembler",
+    "DocumentEvent",
+    "DocumentOperation",
+    "DocumentRejected",
+    "DocumentUnbuildable",
+    "Emitted",
+    "build_document",
+    "commit_lsn_of",
+]
