@@ -1,0 +1,581 @@
+"""Avro encoding of salesledger's own topics: one serde for producers and consumers.
+
+Contracts live in ``schemas/<subject>.v<N>.avsc`` (namespace ``salesledger``); every version
+ever released stays there, and :func:`compatibility_problems` checks that each version can read
+data written with the previous one (the CI check, ``salesledger schemas check``).
+
+Framing of a record value:
+
+- **no registry** (default): Avro *single-object encoding* — ``0xC3 0x01``, the writer schema's
+  8-byte little-endian CRC-64-AVRO fingerprint of its parsing canonical form, then the Avro
+  binary body (Avro 1.11 specification, "Single-object encoding");
+- **registry configured**: Confluent framing — ``0x00``, the 4-byte big-endian schema id, then
+  the body; subjects follow the record-name strategy (subject = the record's full name, e.g.
+  ``salesledger.JournalEntry``).
+
+The reader resolves the writer schema (by fingerprint among all known versions, or by registry
+id) and reads with the *latest* known version of the same record as reader schema, so data
+written with an older version reads with defaults applied (CDC-22).
+
+Money (CDC-04): before encoding, every ``decimal`` field is checked against its schema's scale
+and precision — ``Decimal("0.105")`` into scale 2 or an amount with too many integer digits is
+refused with :class:`DecimalOutOfRange`, never rounded. A caller that wants rounding says so
+with :func:`quantize_amount` (ROUND_HALF_UP to the scale, the golden cases' rule). Amounts
+come back as exact ``Decimal`` at the schema's scale. Conventions of ``schemas/``: money
+``decimal(18,2)``; quantities, unit prices and unit costs ``decimal(18,4)``; percentages
+``decimal(7,4)``; exchange rates ``decimal(18,6)``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import struct
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, localcontext
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import fastavro
+from fastavro.schema import fingerprint as _fastavro_fingerprint
+from fastavro.schema import to_parsing_canonical_form
+
+from salesledger.streams.cdc import ConverterMismatch, DecodeError, Undecodable, sniff_format
+from salesledger.streams.deadletter import RejectedRecord
+
+__all__ = [
+    "CONFLUENT_MAGIC",
+    "SINGLE_OBJECT_MAGIC",
+    "AvroSerde",
+    "DecimalOutOfRange",
+    "HttpRegistryClient",
+    "RegistryClient",
+    "SchemaCatalog",
+    "SchemaVersion",
+    "UnknownSchema",
+    "check_decimal",
+    "compatibility_problems",
+    "fingerprint64",
+    "quantize_amount",
+]
+
+SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
+CONFLUENT_MAGIC: Final = b"\x00"
+_FILE_RE: Final = re.compile(r"^(?P<subject>[a-z][a-z0-9_]*)\.v(?P<version>[1-9][0-9]*)\.avsc$")
+#: Bound on the nesting depth walked when validating decimals.
+_DEPTH_MAX: Final = 32
+
+
+class UnknownSchema(DecodeError):
+    """Avro data whose writer schema is not known (fingerprint not in the catalog, registry id
+    not found). Dead-lettered (CDC-14: unknown schema id)."""
+
+    reason = "unknown_schema"
+
+
+class DecimalOutOfRange(RejectedRecord):
+    """A ``Decimal`` does not fit an Avro decimal field: more fractional digits than its scale
+    (``0.105`` into scale 2), more digits than its precision, or not finite (CDC-04)."""
+
+    reason = "decimal_out_of_range"
+
+
+# --------------------------------------------------------------------------------------------
+# Decimals
+# --------------------------------------------------------------------------------------------
+def quantize_amount(value: Decimal, scale: int = 2, rounding: str = ROUND_HALF_UP) -> Decimal:
+    """Round ``value`` to ``scale`` fractional digits (default 0.01, ROUND_HALF_UP — the
+    golden cases' rule). The only sanctioned way to make an amount fit a narrower scale.
+
+    >>> quantize_amount(Decimal("0.105"))
+    Decimal('0.11')
+    """
+    assert isinstance(value, Decimal) and value.is_finite(), f"not a finite Decimal: {value!r}"
+    with localcontext(Context(prec=max(60, len(value.as_tuple().digits) + scale + 2))):
+        return value.quantize(Decimal(1).scaleb(-scale), rounding=rounding)
+
+
+def check_decimal(value: Any, precision: int, scale: int, path: str = "$") -> Decimal:
+    """Return ``value`` at exactly ``scale`` fractional digits if it fits ``decimal(precision,
+    scale)`` without rounding.
+
+    Raises:
+        DecimalOutOfRange: not a finite ``Decimal`` (a float or int is refused too: amounts are
+            built as ``Decimal``), more fractional digits than ``scale``, or more than
+            ``precision`` digits in total.
+    """
+    if not isinstance(value, Decimal):
+        raise DecimalOutOfRange(f"{path}: {type(value).__name__} {value!r} is not a Decimal")
+    if not value.is_finite():
+        raise DecimalOutOfRange(f"{path}: {value} is not a finite amount")
+    exponent = Decimal(1).scaleb(-scale)
+    digits = len(value.as_tuple().digits)
+    context = Context(prec=max(60, digits + scale + 2), traps=[Inexact])
+    try:
+        exact = value.quantize(exponent, context=context)
+    except Inexact:
+        raise DecimalOutOfRange(
+            f"{path}: {value} has more than {scale} fractional digits; quantise it explicitly "
+            "first (quantize_amount, ROUND_HALF_UP)") from None
+    unscaled_digits = len(str(abs(int(exact.scaleb(scale)))))
+    if unscaled_digits > precision:
+        raise DecimalOutOfRange(
+            f"{path}: {value} needs {unscaled_digits} digits, decimal({precision},{scale}) "
+            f"holds {precision}")
+    return exact
+
+
+def _is_decimal_schema(schema: Any) -> bool:
+    return isinstance(schema, dict) and schema.get("logicalType") == "decimal" and \
+        schema.get("type") in ("bytes", "fixed")
+
+
+class _DecimalPreparer:
+    """Walks an Avro schema with a datum; returns a copy with every decimal checked and set to
+    its schema's exact scale (fastavro refuses ``Decimal("0.100")`` for scale 2)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, Any] = {}
+        self._namespace = ""
+
+    def prepare(self, schema: Any, datum: Any, path: str, depth: int = 0) -> Any:
+        assert depth < _DEPTH_MAX, f"{path}: datum nested deeper than {_DEPTH_MAX}"
+        if isinstance(schema, str):
+            schema = self.names.get(schema, schema)
+            if isinstance(schema, str):  # a primitive
+                return datum
+        if isinstance(schema, list):
+            return self.union(schema, datum, path, depth)
+        if _is_decimal_schema(schema):
+            if datum is None:
+                return datum
+            return check_decimal(datum, int(schema["precision"]), int(schema.get("scale", 0)), path)
+        kind = schema.get("type")
+        if kind in ("record", "enum", "fixed"):
+            self._define(schema)
+        if kind == "record":
+            if not isinstance(datum, Mapping):
+                return datum  # fastavro reports the type error
+            out = dict(datum)
+            for field in schema["fields"]:
+                if field["name"] in out:
+                    out[field["name"]] = self.prepare(field["type"], out[field["name"]],
+                                                      f"{path}.{field['name']}", depth + 1)
+            return out
+        if kind == "array" and isinstance(datum, list | tuple):
+            return [self.prepare(schema["items"], v, f"{path}[{i}]", depth + 1)
+                    for i, v in enumerate(datum)]
+        if kind == "map" and isinstance(datum, Mapping):
+            return {k: self.prepare(schema["values"], v, f"{path}[{k}]", depth + 1)
+                    for k, v in datum.items()}
+        if isinstance(kind, dict | list):
+            return self.prepare(kind, datum, path, depth + 1)
+        return datum
+
+    def _define(self, schema: dict) -> None:
+        name = schema["name"]
+        namespace = schema.get("namespace") or self._namespace
+        full = name if "." in name else f"{namespace}.{name}" if namespace else name
+        self.names.setdefault(full, schema)
+        self.names.setdefault(name.rsplit(".", 1)[-1], schema)
+        if schema.get("namespace") or "." in name:
+            self._namespace = full.rsplit(".", 1)[0]
+
+    def union(self, branches: list, datum: Any, path: str, depth: int) -> Any:
+        if datum is None:
+            return None
+        if isinstance(datum, tuple) and len(datum) == 2 and isinstance(datum[0], str):
+            for branch in branches:
+                resolved = self.names.get(branch, branch) if isinstance(branch, str) else branch
+                if isinstance(resolved, dict) and resolved.get("name", "").endswith(datum[0].rsplit(".", 1)[-1]):
+                    return (datum[0], self.prepare(branch, datum[1], path, depth + 1))
+            return datum
+        for branch in branches:  # first branch the datum fits
+            resolved = self.names.get(branch, branch) if isinstance(branch, str) else branch
+            if resolved == "null":
+                continue
+            if isinstance(datum, Decimal) and _is_decimal_schema(resolved):
+                return self.prepare(resolved, datum, path, depth + 1)
+            if isinstance(datum, Mapping) and isinstance(resolved, dict) and \
+                    resolved.get("type") == "record":
+                self._define(resolved)
+                fields = {f["name"]: f for f in resolved["fields"]}
+                required = {n for n, f in fields.items() if "default" not in f}
+                if required <= set(datum) and set(datum) <= set(fields):
+                    return self.prepare(resolved, datum, path, depth + 1)
+        if any(isinstance(b, dict) for b in branches):
+            for branch in branches:  # register named types for later references
+                if isinstance(branch, dict) and branch.get("type") in ("record", "enum", "fixed"):
+                    self._define(branch)
+        return datum
+
+
+# --------------------------------------------------------------------------------------------
+# Schemas
+# --------------------------------------------------------------------------------------------
+def fingerprint64(schema: Any) -> int:
+    """CRC-64-AVRO (Rabin) fingerprint of the schema's parsing canonical form, as the unsigned
+    integer the Avro specification defines (written little-endian in single-object encoding)."""
+    canonical = to_parsing_canonical_form(schema)
+    return int.from_bytes(bytes.fromhex(_fastavro_fingerprint(canonical, "CRC-64-AVRO")), "little")
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaVersion:
+    """One version of one contract: ``subject`` (file stem, ``journal_entry``), ``version``
+    (1, 2, ...), ``full_name`` (``salesledger.JournalEntry``), the ``schema`` as written (JSON
+    object), the ``parsed`` fastavro schema and the ``fingerprint`` (CRC-64-AVRO)."""
+
+    subject: str
+    version: int
+    full_name: str
+    schema: Mapping[str, Any]
+    parsed: Any
+    fingerprint: int
+
+    @classmethod
+    def from_schema(cls, subject: str, version: int, schema: Mapping[str, Any]) -> SchemaVersion:
+        """Build from a JSON schema object (validated by fastavro)."""
+        schema = json.loads(json.dumps(schema))  # a private deep copy
+        parsed = fastavro.parse_schema(schema, _write_hint=False)
+        namespace, name = schema.get("namespace"), schema["name"]
+        full = name if "." in name or not namespace else f"{namespace}.{name}"
+        return cls(subject, version, full, schema, parsed, fingerprint64(schema))
+
+
+class SchemaCatalog:
+    """Every known version of every contract, from a directory of ``<subject>.v<N>.avsc``.
+
+    Raises (from the constructor): ``ValueError`` on a badly named file, a gap in versions or a
+    subject whose versions change the record's full name.
+    """
+
+    def __init__(self, versions: Iterable[SchemaVersion]) -> None:
+        self._by_subject: dict[str, list[SchemaVersion]] = {}
+        self._by_fingerprint: dict[int, SchemaVersion] = {}
+        for v in versions:
+            self._by_subject.setdefault(v.subject, []).append(v)
+            self._by_fingerprint.setdefault(v.fingerprint, v)
+        self._latest_by_name: dict[str, SchemaVersion] = {}
+        for subject, items in self._by_subject.items():
+            items.sort(key=lambda v: v.version)
+            if [v.version for v in items] != list(range(1, len(items) + 1)):
+                raise ValueError(f"{subject}: versions must be 1..n without gaps")
+            if len({v.full_name for v in items}) != 1:
+                raise ValueError(f"{subject}: all versions must keep the record's full name")
+            self._latest_by_name[items[-1].full_name] = items[-1]
+
+    @classmethod
+    def from_directory(cls, directory: Path | str | None = None) -> SchemaCatalog:
+        """Load ``directory`` (default: the shipped ``schemas/``)."""
+        if directory is None:
+            from salesledger.resources import resource_path
+
+            directory = resource_path("schemas")
+        versions = []
+        for path in sorted(Path(directory).glob("*.avsc")):
+            match = _FILE_RE.match(path.name)
+            if not match:
+                raise ValueError(f"{path.name}: schema files are named <subject>.v<N>.avsc")
+            versions.append(SchemaVersion.from_schema(
+                match["subject"], int(match["version"]), json.loads(path.read_text())))
+        return cls(versions)
+
+    @property
+    def subjects(self) -> list[str]:
+        """Subjects (file stems) in alphabetical order."""
+        return sorted(self._by_subject)
+
+    def versions(self, subject: str) -> list[SchemaVersion]:
+        """All versions of ``subject``, oldest first (``KeyError`` if unknown)."""
+        return list(self._by_subject[subject])
+
+    def latest(self, subject_or_name: str) -> SchemaVersion:
+        """Latest version by subject (``journal_entry``) or record full name.
+
+        Raises:
+            UnknownSchema: neither a subject nor a full name of this catalog.
+        """
+        if subject_or_name in self._by_subject:
+            return self._by_subject[subject_or_name][-1]
+        if subject_or_name in self._latest_by_name:
+            return self._latest_by_name[subject_or_name]
+        raise UnknownSchema(f"no schema {subject_or_name!r} in the catalog")
+
+    def by_fingerprint(self, fingerprint: int) -> SchemaVersion:
+        """The version with this CRC-64-AVRO fingerprint.
+
+        Raises:
+            UnknownSchema: no known version has it.
+        """
+        try:
+            return self._by_fingerprint[fingerprint]
+        except KeyError:
+            raise UnknownSchema(f"no known schema has fingerprint {fingerprint:#018x}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+class RegistryClient(Protocol):
+    """What the serde needs from a Confluent-compatible schema registry."""
+
+    def register(self, subject: str, schema: Mapping[str, Any]) -> int:
+        """Register (idempotently) and return the schema id."""
+
+    def schema_by_id(self, schema_id: int) -> Mapping[str, Any]:
+        """The schema with this id (``KeyError`` if none)."""
+
+
+class HttpRegistryClient:
+    """A small client of the Confluent-compatible REST API (Confluent Schema Registry, or
+    Apicurio's ``/apis/ccompat/v7``): ``POST /subjects/{subject}/versions`` and
+    ``GET /schemas/ids/{id}``. Results are cached (ids are immutable). ``timeout_s`` bounds
+    each request. Blocking: call it at start-up (register) or from a thread, not in an agent
+    loop — lookups after the first are served from the cache.
+    """
+
+    def __init__(self, base_url: str, *, timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._ids: dict[tuple[str, int], int] = {}
+        self._schemas: dict[int, Mapping[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base_url + path, data=data, method=method,
+            headers={"Content-Type": "application/vnd.schemaregistry.v1+json",
+                     "Accept": "application/vnd.schemaregistry.v1+json, application/json"})
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            return json.loads(response.read())
+
+    def register(self, subject: str, schema: Mapping[str, Any]) -> int:
+        key = (subject, fingerprint64(schema))
+        with self._lock:
+            if key in self._ids:
+                return self._ids[key]
+        reply = self._request("POST", f"/subjects/{urllib.request.quote(subject, safe='')}/versions",
+                              {"schemaType": "AVRO", "schema": json.dumps(schema)})
+        schema_id = int(reply["id"])
+        with self._lock:
+            self._ids[key] = schema_id
+            self._schemas[schema_id] = schema
+        return schema_id
+
+    def schema_by_id(self, schema_id: int) -> Mapping[str, Any]:
+        with self._lock:
+            if schema_id in self._schemas:
+                return self._schemas[schema_id]
+        try:
+            reply = self._request("GET", f"/schemas/ids/{schema_id}")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise KeyError(schema_id) from None
+            raise
+        schema = json.loads(reply["schema"])
+        with self._lock:
+            self._schemas[schema_id] = schema
+        return schema
+
+
+# --------------------------------------------------------------------------------------------
+# The serde
+# --------------------------------------------------------------------------------------------
+class AvroSerde:
+    """Encode and decode salesledger's Avro records.
+
+    ``catalog``: the known schema versions (default: shipped ``schemas/``). ``registry``: when
+    given, Confluent framing with registry ids; otherwise single-object encoding.
+
+    :meth:`encode` writes with the latest version of a subject; :meth:`decode` reads any
+    version, with the latest version of the writer's record as reader schema.
+    """
+
+    def __init__(self, catalog: SchemaCatalog | None = None, *,
+                 registry: RegistryClient | None = None) -> None:
+        self.catalog = catalog or SchemaCatalog.from_directory()
+        self.registry = registry
+
+    def encode(self, subject: str, datum: Mapping[str, Any]) -> bytes:
+        """Encode ``datum`` (a dict shaped like the schema; ``dataclasses.asdict`` of a
+        ``salesledger.ledger.model`` output record fits) with the latest version of
+        ``subject`` (file stem or record full name).
+
+        Raises:
+            DecimalOutOfRange: an amount does not fit its field (CDC-04).
+            UnknownSchema: no such subject.
+            ValueError / TypeError: the datum does not match the schema (a bug upstream).
+        """
+        writer = self.catalog.latest(subject)
+        return self.encode_with(writer, datum)
+
+    def encode_with(self, writer: SchemaVersion, datum: Mapping[str, Any]) -> bytes:
+        """Encode ``datum`` with a given schema version (tests, replays of old versions)."""
+        prepared = _DecimalPreparer().prepare(writer.schema, datum, "$")
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, writer.parsed, prepared)
+        if self.registry is not None:
+            schema_id = self.registry.register(writer.full_name, writer.schema)
+            return CONFLUENT_MAGIC + struct.pack(">I", schema_id) + body.getvalue()
+        return SINGLE_OBJECT_MAGIC + struct.pack("<Q", writer.fingerprint) + body.getvalue()
+
+    def writer_of(self, data: bytes) -> tuple[SchemaVersion, int]:
+        """The writer schema of ``data`` and where its body starts.
+
+        Raises:
+            UnknownSchema, ConverterMismatch, Undecodable.
+        """
+        if data[:2] == SINGLE_OBJECT_MAGIC and len(data) >= 10:
+            (fp,) = struct.unpack("<Q", data[2:10])
+            return self.catalog.by_fingerprint(fp), 10
+        if data[:1] == CONFLUENT_MAGIC and len(data) >= 5:
+            (schema_id,) = struct.unpack(">I", data[1:5])
+            if self.registry is None:
+                raise UnknownSchema(f"Confluent-framed record (schema id {schema_id}) but no "
+                                    "registry is configured")
+            try:
+                schema = self.registry.schema_by_id(schema_id)
+            except KeyError:
+                raise UnknownSchema(f"registry has no schema id {schema_id}") from None
+            fp = fingerprint64(schema)
+            try:
+                return self.catalog.by_fingerprint(fp), 5
+            except UnknownSchema:
+                name = schema.get("name", "?")
+                namespace = schema.get("namespace")
+                full = f"{namespace}.{name}" if namespace and "." not in name else name
+                return SchemaVersion.from_schema(full, 0, schema), 5
+        if len(data) < 5:
+            raise Undecodable(f"not an Avro record: {sniff_format(data)}")
+        raise ConverterMismatch(f"converter mismatch: expected Avro, got {sniff_format(data)}")
+
+    def decode(self, data: bytes | None, subject: str | None = None) -> dict[str, Any] | None:
+        """Decode a value; ``None`` for a tombstone. With ``subject``, refuse data of another
+        record (``ConverterMismatch``). Amounts come back as ``Decimal`` at the schema scale.
+
+        Raises:
+            UnknownSchema, ConverterMismatch, Undecodable.
+        """
+        if data is None:
+            return None
+        writer, start = self.writer_of(data)
+        try:
+            reader = self.catalog.latest(writer.full_name)
+        except UnknownSchema:
+            reader = writer
+        if subject is not None and self.catalog.latest(subject).full_name != reader.full_name:
+            raise ConverterMismatch(f"expected {subject} but the record is {writer.full_name}")
+        try:
+            return fastavro.schemaless_reader(io.BytesIO(data[start:]), writer.parsed,
+                                              reader.parsed if reader is not writer else None)
+        except Exception as exc:  # fastavro raises many types on a body that is not its schema
+            raise Undecodable(f"{writer.full_name} v{writer.version} body unreadable: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Backward compatibility (the CI check)
+# --------------------------------------------------------------------------------------------
+def compatibility_problems(old: SchemaVersion, new: SchemaVersion, *, samples: int = 50) -> list[str]:
+    """Why a reader with ``new`` could not read data written with ``old`` (empty: compatible).
+
+    Two checks: (1) structural — every field ``new`` adds to a record has a default, no
+    decimal changes its scale or lowers its precision (Avro would silently rescale the
+    amount), the record keeps its full name; (2) empirical — ``samples`` generated data
+    written with ``old`` (fastavro ``generate_many``) must read with ``new`` as reader, and
+    every field both versions share must keep its value.
+    """
+    problems = _structural_problems(old.schema, new.schema, "$", {}, {})
+    if old.full_name != new.full_name:
+        problems.append(f"record renamed {old.full_name} -> {new.full_name}")
+    if problems:
+        return problems
+    from fastavro.utils import generate_many
+
+    for i, datum in enumerate(generate_many(old.schema, samples)):
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, old.parsed, datum)
+        try:
+            as_old = fastavro.schemaless_reader(io.BytesIO(buf.getvalue()), old.parsed, None)
+            as_new = fastavro.schemaless_reader(io.BytesIO(buf.getvalue()), old.parsed, new.parsed)
+        except Exception as exc:  # fastavro's resolution errors
+            return [f"sample {i} written with v{old.version} unreadable with v{new.version}: {exc}"]
+        for name, value in as_old.items():
+            if name in as_new and as_new[name] != value:
+                problems.append(f"sample {i}: field {name!r} changed value on reading")
+    return problems
+
+
+def _record_fields(schema: Any) -> dict[str, Any]:
+    return {f["name"]: f for f in schema.get("fields", [])}
+
+
+def _structural_problems(old: Any, new: Any, path: str, old_names: dict, new_names: dict) -> list[str]:
+    old = old_names.get(old, old) if isinstance(old, str) else old
+    new = new_names.get(new, new) if isinstance(new, str) else new
+    problems: list[str] = []
+    if isinstance(old, list) or isinstance(new, list):
+        old_b = old if isinstance(old, list) else [old]
+        new_b = new if isinstance(new, list) else [new]
+        for ob in old_b:  # each old branch must still be readable by some new branch of its kind
+            candidates = [nb for nb in new_b if _kind(nb, new_names) == _kind(ob, old_names)]
+            if not candidates:
+                problems.append(f"{path}: union branch {_kind(ob, old_names)} dropped")
+            else:
+                problems += _structural_problems(ob, candidates[0], path, old_names, new_names)
+        return problems
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return problems  # primitives: fastavro's resolution check covers promotions
+    for named, names in ((old, old_names), (new, new_names)):
+        if named.get("type") in ("record", "enum", "fixed"):
+            names.setdefault(named["name"], named)
+    if _is_decimal_schema(old) or _is_decimal_schema(new):
+        if not (_is_decimal_schema(old) and _is_decimal_schema(new)):
+            problems.append(f"{path}: decimal logical type added or removed")
+        elif old.get("scale", 0) != new.get("scale", 0):
+            problems.append(f"{path}: decimal scale changed {old.get('scale', 0)} -> "
+                            f"{new.get('scale', 0)} (amounts would be rescaled)")
+        elif new["precision"] < old["precision"]:
+            problems.append(f"{path}: decimal precision lowered")
+        return problems
+    kind = old.get("type")
+    if kind == "record" and new.get("type") == "record":
+        old_fields, new_fields = _record_fields(old), _record_fields(new)
+        for name, field in new_fields.items():
+            aliases = set(field.get("aliases", ()))
+            source = old_fields.get(name) or next(
+                (old_fields[a] for a in aliases if a in old_fields), None)
+            if source is None:
+                if "default" not in field:
+                    problems.append(f"{path}.{name}: added without a default")
+                continue
+            problems += _structural_problems(source["type"], field["type"], f"{path}.{name}",
+                                             old_names, new_names)
+    elif kind == "array" and new.get("type") == "array":
+        problems += _structural_problems(old["items"], new["items"], f"{path}[]", old_names, new_names)
+    elif kind == "map" and new.get("type") == "map":
+        problems += _structural_problems(old["values"], new["values"], f"{path}{{}}", old_names, new_names)
+    elif kind == "enum" and new.get("type") == "enum":
+        missing = set(old["symbols"]) - set(new["symbols"])
+        if missing and "default" not in new:
+            problems.append(f"{path}: enum symbols removed without a default: {sorted(missing)}")
+    elif isinstance(kind, dict | list):
+        problems += _structural_problems(kind, new.get("type"), path, old_names, new_names)
+    return problems
+
+
+def _kind(schema: Any, names: dict) -> str:
+    schema = names.get(schema, schema) if isinstance(schema, str) else schema
+    if isinstance(schema, str):
+        return schema
+    if isinstance(schema, dict):
+        if schema.get("type") in ("record", "enum", "fixed"):
+            return str(schema["name"]).rsplit(".", 1)[-1]
+        return str(schema.get("type"))
+    return "union"
