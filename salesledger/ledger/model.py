@@ -518,7 +518,9 @@ class PostingResult:
     ``status``: ``posted`` | ``duplicate`` (same version again: same entries, state unchanged) |
     ``ignored`` (older version) | ``held`` | ``released`` | ``locked`` | ``rate``. ``entries``,
     ``movements`` and ``receivable_updates`` are the new facts to write down; ``held`` the items
-    put in (or left in) the held queue; ``errors`` the typed errors (from :func:`try_post`).
+    put in (or left in) the held queue; ``errors`` the typed errors (from :func:`try_post`);
+    ``touched`` the state keys changed; ``also`` the results of held documents this call
+    posted as a consequence (a receipt lets a document held for stock through).
     """
 
     status: str
@@ -529,3 +531,4 @@ class PostingResult:
     held: tuple[HeldItem, ...] = ()
     errors: tuple[Exception, ...] = field(default=())
     touched: tuple[str, ...] = ()
+    also: tuple["PostingResult", ...] = ()

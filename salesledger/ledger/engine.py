@@ -1,0 +1,237 @@
+"""The posting engine's API: pure functions from (state, input) to (new state, result).
+
+::
+
+    state = LedgerState()
+    state, result = post(state, document, settings, chart)      # a document version
+    state, result = lock_period(state, PeriodLock(through=...))
+    state, result = release(state, Release(document_key="invoice:INV-10"), settings, chart)
+    state, result = set_rate(state, ExchangeRate(...), settings, chart)
+    state, result = apply(state, anything_above, settings, chart)  # dispatch on the type
+
+``post`` raises a :class:`~salesledger.ledger.errors.LedgerError` (naming the document and the
+rule) on bad input; :func:`try_post` returns it as ``result.errors`` with the state unchanged.
+Posting the same document version again changes nothing and returns the same entries
+(``status="duplicate"``); an older version is ignored (``status="ignored"``). Every entry is
+checked to balance per currency before the new state is returned.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+from dataclasses import replace
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
+
+from salesledger.ledger import postings
+from salesledger.ledger.charts import Chart
+from salesledger.ledger.errors import InvalidDocument, LedgerError, SettingsError
+from salesledger.ledger.model import (
+    Deletion,
+    DocumentRef,
+    ExchangeRate,
+    GoodsReceipt,
+    HeldItem,
+    Invoice,
+    OpeningBalance,
+    Payment,
+    PeriodLock,
+    PostingResult,
+    Release,
+    SalesReturn,
+    WriteOff,
+)
+from salesledger.ledger.postings import Hold, Tx
+from salesledger.ledger.settings import LedgerSettings
+from salesledger.ledger.state import LedgerState
+
+HELD_RETRY_MAX = 1000  # held items retried after one posting, at most
+
+
+def check_settings(settings: LedgerSettings, chart: Chart) -> None:
+    """Refuse settings that contradict the chart (call once at start-up).
+
+    Raises :class:`SettingsError`: ``discounts: separate_account`` needs a ``discounts_granted``
+    account (ru-1c nets discounts into revenue); a chart must have the roles every sale needs.
+    """
+    if settings.discounts == "separate_account" and not chart.has("discounts_granted"):
+        raise SettingsError(
+            f"discounts: separate_account needs a discounts_granted account; chart {chart.name!r} nets discounts",
+            rule="settings",
+        )
+    for role in ("inventory", "receivable", "revenue", "vat_payable", "cost_of_sales", "customer_advances"):
+        if not chart.has(role):
+            raise SettingsError(f"chart {chart.name!r} lacks the {role!r} account", rule="settings")
+
+
+def post(state: LedgerState, document: Any, settings: LedgerSettings, chart: Chart) -> tuple[LedgerState, PostingResult]:
+    """Post one document version (or a :class:`Deletion`).
+
+    Returns the new state and a :class:`PostingResult` with status ``posted`` | ``held`` |
+    ``duplicate`` | ``ignored``. Raises :class:`LedgerError` subclasses on bad input.
+    """
+    if isinstance(document, Deletion):
+        document = _resolve_deletion(state, document)
+        if document is None:
+            return state, PostingResult(status="ignored")
+    if document.doc_type not in settings.document_kinds:
+        raise InvalidDocument(f"document kind {document.doc_type!r} is switched off", document=document.key, rule="settings.document_kinds")
+    key = document.key
+    rec = state.documents.get(key)
+    held = state.held.get(key)
+    known_version = max(rec.document.version if rec else 0, held.document.version if held else 0)
+    if document.version < known_version:
+        return state, PostingResult(status="ignored", document=_ref(document))
+    if document.version == known_version:
+        if held is not None and held.document.version == known_version:
+            return state, PostingResult(status="held", document=_ref(document), held=(held,))
+        if rec is not None and rec.last_result is not None:
+            return state, replace(rec.last_result, status="duplicate")
+    postings.validate(document, settings)
+    new_state, result = _post_once(state, document, settings, chart, released=False)
+    return _retry_held(new_state, result, document, settings, chart)
+
+
+def try_post(state: LedgerState, document: Any, settings: LedgerSettings, chart: Chart) -> tuple[LedgerState, PostingResult]:
+    """:func:`post` with operating errors returned as values: on a :class:`LedgerError` the
+    state is unchanged and ``result.status == "error"``, ``result.errors == (error,)``."""
+    try:
+        return post(state, document, settings, chart)
+    except LedgerError as error:
+        ref = _ref(document) if hasattr(document, "doc_type") else None
+        return state, PostingResult(status="error", document=ref, errors=(error,))
+
+
+def lock_period(state: LedgerState, lock: PeriodLock) -> tuple[LedgerState, PostingResult]:
+    """Lock every day up to ``lock.through``. A lock never moves back (an earlier date than
+    the current lock changes nothing)."""
+    if state.locked_through is not None and lock.through <= state.locked_through:
+        return state, PostingResult(status="locked")
+    return replace(state, locked_through=lock.through), PostingResult(status="locked", touched=("locks",))
+
+
+def release(state: LedgerState, command: Release, settings: LedgerSettings, chart: Chart) -> tuple[LedgerState, PostingResult]:
+    """Release a held document into the first open day (an authorised user's command).
+
+    A document held for another reason than the lock (no exchange rate, no stock) is tried
+    again and stays held if the reason persists. Unknown key: ``status="ignored"``.
+    """
+    held = state.held.get(command.document_key)
+    if held is None:
+        return state, PostingResult(status="ignored")
+    new_state, result = _post_once(state, held.document, settings, chart, released=True)
+    if result.status == "posted":
+        result = replace(result, status="released")
+    return new_state, result
+
+
+def set_rate(state: LedgerState, rate: ExchangeRate, settings: LedgerSettings, chart: Chart) -> tuple[LedgerState, PostingResult]:
+    """Record an exchange rate and post the documents held for want of it."""
+    if rate.rate <= 0:
+        raise InvalidDocument(f"exchange rate must be positive, got {rate.rate}", rule="set_rate")
+    series = list(state.rates.get(rate.currency, ()))
+    dates = [d for d, _ in series]
+    i = bisect.bisect_left(dates, rate.date)
+    if i < len(series) and series[i][0] == rate.date:
+        series[i] = (rate.date, rate.rate)
+    else:
+        series.insert(i, (rate.date, rate.rate))
+    rates = dict(state.rates)
+    rates[rate.currency] = tuple(series)
+    state = replace(state, rates=MappingProxyType(rates))
+    return _retry_reason(state, PostingResult(status="rate", touched=("rates",)), "no_exchange_rate", settings, chart)
+
+
+def apply(state: LedgerState, item: Any, settings: LedgerSettings, chart: Chart) -> tuple[LedgerState, PostingResult]:
+    """Dispatch on the input's type: a document or :class:`Deletion` -> :func:`post`,
+    :class:`PeriodLock`, :class:`Release`, :class:`ExchangeRate`."""
+    if isinstance(item, PeriodLock):
+        return lock_period(state, item)
+    if isinstance(item, Release):
+        return release(state, item, settings, chart)
+    if isinstance(item, ExchangeRate):
+        return set_rate(state, item, settings, chart)
+    return post(state, item, settings, chart)
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _ref(doc: Any) -> DocumentRef:
+    return DocumentRef(type=doc.doc_type, id=doc.id, number=doc.number, version=doc.version, source=doc.source)
+
+
+def _resolve_deletion(state: LedgerState, deletion: Deletion) -> Any | None:
+    rec = state.documents.get(deletion.key)
+    held = state.held.get(deletion.key)
+    last = held.document if held is not None else (rec.document if rec is not None else None)
+    if last is None:
+        return None
+    return replace(last, status="deleted", version=deletion.version, source=deletion.source or last.source)
+
+
+def _post_once(state, document, settings, chart, *, released: bool) -> tuple[LedgerState, PostingResult]:
+    tx = Tx(state, settings, chart, document)
+    try:
+        postings.apply_document(tx, document, released=released)
+    except Hold as hold:
+        return _hold(state, document, hold)
+    return tx.finish(status="posted")
+
+
+def _hold(state: LedgerState, document: Any, hold: Hold) -> tuple[LedgerState, PostingResult]:
+    since = document.source.commit_time if document.source else None
+    item = HeldItem(document_key=document.key, document=document, reason=hold.reason, since=since, detail=hold.detail)
+    held = dict(state.held)
+    held[document.key] = item
+    new_state = replace(state, held=MappingProxyType(held))
+    return new_state, PostingResult(status="held", document=_ref(document), held=(item,), touched=("held",))
+
+
+_RETRY_AFTER = {
+    "invoice": ("awaiting_original",),
+    "goods_receipt": ("insufficient_stock",),
+    "return": ("insufficient_stock",),
+}
+
+
+def _retry_held(state, result, document, settings, chart):
+    if result.status != "posted" or not state.held:
+        return state, result
+    reasons = _RETRY_AFTER.get(document.doc_type, ())
+    if document.version > 1:
+        reasons = reasons + ("insufficient_stock",)
+    for reason in reasons:
+        state, result = _retry_reason(state, result, reason, settings, chart)
+    return state, result
+
+
+def _retry_reason(state, result, reason, settings, chart):
+    """Post again the held items held for ``reason``; their results go to ``result.also``."""
+    also = list(result.also)
+    for key in [k for k, h in state.held.items() if h.reason == reason][:HELD_RETRY_MAX]:
+        item = state.held[key]
+        new_state, res = _post_once(state, item.document, settings, chart, released=False)
+        if res.status == "posted":
+            state = new_state
+            also.append(res)
+    return state, replace(result, also=tuple(also))
+
+
+__all__ = [
+    "apply",
+    "check_settings",
+    "lock_period",
+    "post",
+    "release",
+    "set_rate",
+    "try_post",
+    "GoodsReceipt",
+    "Invoice",
+    "OpeningBalance",
+    "Payment",
+    "SalesReturn",
+    "WriteOff",
+]
