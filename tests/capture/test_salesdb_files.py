@@ -54,6 +54,12 @@ def test_placeholders_become_quoted_identifiers():
     assert "{" not in rendered.replace("{10}", "")
 
 
+def test_every_migration_renders_with_the_standard_identifiers():
+    names = {"cdc_role": "sl_cdc", "reporting_role": "sl_reporting", "publication": "pub"}
+    for migration in discover():
+        assert render(migration, names).as_string(None)
+
+
 def test_a_missing_placeholder_value_is_an_error():
     capture = next(m for m in discover() if "PUBLICATION" in m.text)
     with pytest.raises(MigrationError, match="placeholder"):

@@ -4,8 +4,9 @@
 -- Conventions of every migration in deploy/sql/sales (read by salesledger.salesdb.migrations):
 --   * one file = one transaction, applied once, recorded in sales.schema_migrations with its
 --     SHA-256; an applied file must never change (write a new one instead);
---   * `{name}` placeholders are identifiers filled from settings with psycopg.sql.Identifier
---     (cdc_role, reporting_role, publication); a literal brace is written `{{` / `}}`;
+--   * identifier placeholders (cdc_role, reporting_role, publication, each in single braces)
+--     are filled from settings with psycopg.sql.Identifier; a literal brace, even in a
+--     comment, is written twice;
 --   * money is NUMERIC(15,2) (currency units, 2 decimals), prices and unit costs NUMERIC(15,4),
 --     quantities NUMERIC(15,3), percentages NUMERIC(5,2), exchange rates NUMERIC(18,8);
 --     never float.
