@@ -1,0 +1,98 @@
+"""``salesledger ledger ...`` (the accounting store) and the top-level ``salesledger ledger-hash``.
+
+- ``ledger migrate [--schema S]``: apply the store's numbered migrations (as the owner role).
+- ``ledger check [--format json] [--schema S]``: entries, unbalanced, duplicates, totals; exit 1
+  if anything is off.
+- ``ledger sink``: run one sink worker until SIGTERM (settings ``SALESLEDGER_SINK_*``).
+- ``ledger-hash [--schema S]``: sha256 of the canonical ledger, as the last line of output.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+
+import psycopg
+import typer
+
+app = typer.Typer(help="The accounting store: migrations, checks, the sink worker.",
+                  no_args_is_help=True)
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def _connect(role: str) -> psycopg.Connection:
+    from salesledger.config import get_settings
+
+    return psycopg.connect(**get_settings().conninfo("accounting", role), autocommit=True,
+                           connect_timeout=10)
+
+
+@app.command("migrate")
+def migrate(schema: str = typer.Option("ledger", help="Target schema.")) -> None:
+    """Apply the accounting store's migrations (deploy/sql/accounting) in order."""
+    from salesledger.config import get_settings
+    from salesledger.sinks.migrate import apply_migrations
+
+    s = get_settings()
+    with _connect("owner") as conn:
+        applied = apply_migrations(conn, schema, writer_role=s.sink_role,
+                                   reporting_role=s.reporting_role)
+    typer.echo(f"schema {schema}: applied {applied or 'nothing (up to date)'}")
+
+
+@app.command("check")
+def check(
+    output: OutputFormat = typer.Option(OutputFormat.text, "--format", help="text or json."),
+    schema: str = typer.Option("ledger", help="Schema of the accounting store to check."),
+) -> None:
+    """Check the ledger: every entry balances, no posting is stored twice, debits = credits.
+    Exit code 1 if anything is off."""
+    from salesledger.sinks.audit import check_ledger
+
+    with _connect("reporting") as conn:
+        result = check_ledger(conn, schema)
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(result.as_json(), sort_keys=True))
+    else:
+        typer.echo(f"entries {result.entries}  unbalanced {result.unbalanced}  "
+                   f"duplicates {result.duplicates}  debit {result.total_debit}  "
+                   f"credit {result.total_credit}  {'OK' if result.ok else 'NOT OK'}")
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command("sink")
+def sink() -> None:
+    """Run one sink worker (Kafka ledger topics -> accounting store) until SIGTERM."""
+    import logging
+
+    from salesledger.config import get_settings
+    from salesledger.sinks.worker import run_sink
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stats = run_sink(get_settings())
+    typer.echo(f"sink stopped: {stats.batches} batches, {stats.records} records, "
+               f"{stats.dead_letters} dead letters")
+
+
+def ledger_hash(
+    schema: str = typer.Option("ledger", help="Schema of the accounting store to hash."),
+) -> None:
+    """Print the sha256 of the canonical ledger (entries and lines ordered by id, ingestion
+    timestamps and source trace excluded; form in salesledger/sinks/canonical.py) as the last
+    line."""
+    from salesledger.sinks.audit import ledger_hash as compute
+
+    with _connect("reporting") as conn:
+        digest, entries, lines = compute(conn, schema)
+    typer.echo(f"schema {schema}: {entries} entries, {lines} lines")
+    typer.echo(digest)
+
+
+def register(root_app: typer.Typer) -> None:
+    """Mount ``ledger`` (group) and ``ledger-hash`` (top-level) on the root CLI."""
+    root_app.add_typer(app, name="ledger")
+    root_app.command("ledger-hash")(ledger_hash)
