@@ -1,5 +1,6 @@
 """Fixtures of the sink tests: a fresh accounting-store schema per test in ``accounting_test``,
-connections as the owner / sink / reporting roles, and ledger-fact factories.
+connections as the owner / sink / reporting roles (``settings`` comes from tests/conftest.py;
+factories of ledger facts are in ``sink_factories.py``).
 
 Integration tests need the local stack (`salesledger stack up --profile test`); when PostgreSQL
 is not there they fail (never skip).
@@ -7,30 +8,15 @@ is not there they fail (never skip).
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
-from decimal import Decimal
 from typing import Callable, Iterator
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from salesledger.config import Settings, get_settings
-from salesledger.ledger.model import (
-    DocumentRef,
-    JournalEntry,
-    JournalLine,
-    SourcePosition,
-    entry_id_for,
-)
+from salesledger.config import Settings
 from salesledger.sinks.migrate import apply_migrations
-from salesledger.sinks.records import LedgerRecord, Position
-
-
-@pytest.fixture(scope="session")
-def settings() -> Settings:
-    return get_settings(profile="test")
 
 
 @pytest.fixture(scope="session")
@@ -60,37 +46,3 @@ def sink_connect(settings: Settings) -> Callable[[], psycopg.Connection]:
 def reporting_connect(settings: Settings) -> Callable[[], psycopg.Connection]:
     return lambda: psycopg.connect(**settings.conninfo("accounting", "reporting"),
                                    autocommit=True, connect_timeout=10)
-
-
-def make_entry(n: int, amount: str = "118.00", *, unbalanced_by: str = "0",
-               currency: str = "AZN", rule: str = "sale.revenue", version: int = 1) -> JournalEntry:
-    """Entry ``n``: Dr 211 gross / Cr 601 net, Cr 521 VAT (18 % of net, ROUND_HALF_UP to 0.01,
-    AZN); ``unbalanced_by`` adds that much to the debit so the entry does not balance."""
-    gross = Decimal(amount)
-    net = (gross / Decimal("1.18")).quantize(Decimal("0.01"))
-    vat = gross - net
-    ref = DocumentRef(type="invoice", id=str(n), number=f"INV-{n}", version=version,
-                      source=SourcePosition(lsn=1000 + n, tx_id=500 + n,
-                                            commit_time=dt.datetime(2026, 1, 5, tzinfo=dt.UTC)))
-    return JournalEntry(
-        entry_id=entry_id_for("invoice", str(n), version, rule), rule=rule, kind="revenue",
-        accounting_date=dt.date(2026, 1, 5), document=ref,
-        lines=(
-            JournalLine(account="211", debit=gross + Decimal(unbalanced_by), credit=Decimal("0"),
-                        currency=currency, customer="C1", open_item=f"INV-{n}"),
-            JournalLine(account="601", debit=Decimal("0"), credit=net, currency=currency,
-                        branch="B1", sku="SKU-1"),
-            JournalLine(account="521", debit=Decimal("0"), credit=vat, currency=currency),
-        ))
-
-
-def records(facts, topic: str = "sltest.ledger.journal-entries", partition: int = 0,
-            first_offset: int = 0) -> list[LedgerRecord]:
-    """Wrap facts as records read at consecutive offsets of one partition."""
-    return [LedgerRecord(Position(topic, partition, first_offset + i), fact)
-            for i, fact in enumerate(facts)]
-
-
-def count(conn: psycopg.Connection, schema: str, table: str) -> int:
-    return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
-        sql.Identifier(schema, table))).fetchone()[0]

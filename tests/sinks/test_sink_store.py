@@ -13,7 +13,7 @@ from salesledger.resources import resource_path
 from salesledger.sinks.migrate import MigrationError, applied_versions, apply_migrations, discover
 from salesledger.sinks.writer import LedgerWriter
 
-from conftest import count, make_entry, records
+from sink_factories import count, make_entry, records
 
 pytestmark = pytest.mark.stack
 
