@@ -81,5 +81,5 @@ def delete(profile: Optional[str] = _PROFILE,
     typer.echo(f"{name}: {'deleted' if existed else 'not registered'}")
     if drop_slot:
         slot = connect.slot_name(settings.topic_prefix)
-        dropped = drop(settings.dsn("sales", "owner"), slot)
+        dropped = drop(settings.dsn("sales", "cdc"), slot)
         typer.echo(f"slot {slot}: {'dropped' if dropped else 'absent'}")

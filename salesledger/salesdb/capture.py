@@ -67,6 +67,8 @@ def slot_info(conninfo: str, slot: str) -> SlotInfo | None:
 def drop_slot(conninfo: str, slot: str, timeout_s: float = 60.0) -> bool:
     """Drop the replication slot once no walsender holds it; False if it did not exist.
 
+    ``conninfo`` must log in as a role with REPLICATION (the CDC role) or a superuser.
+
     Raises:
         TimeoutError: the slot is still active after ``timeout_s`` seconds (its connector runs).
     """

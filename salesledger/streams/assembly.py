@@ -10,8 +10,11 @@ not send); the caller dead-letters those.
 
 Rules (issue "Capture", field case CDC-11):
 
-1. A transaction is applied only when it is complete: its END marker arrived and all
-   ``event_count`` of its row events have been seen. An END with ``event_count`` 0 is ignored.
+1. A transaction is applied only when it is complete: its END marker arrived and all rows of
+   the document tables it announces (END ``data_collections``) have been seen; rows are matched
+   to their END by the PostgreSQL xid (Debezium 3.6 gives every row, BEGIN and END a different
+   ``"<xid>:<LSN>"``; END's LSN is the commit position). An END with ``event_count`` 0 is
+   ignored; one announcing no document rows (heartbeat, master data) only moves the frontier.
    Complete transactions are applied in the order of their END markers (the transaction topic
    is written in commit order), so documents come out in source commit order.
 2. Snapshot rows (no transaction block) do not wait: they update the row state at once; the
@@ -32,8 +35,10 @@ Rules (issue "Capture", field case CDC-11):
    document's last row change in the transaction (``total_order``), which orders the documents
    of one transaction. Snapshot documents use the snapshot's LSN and a running index.
 6. Re-delivered events (CDC-09: a connector restart re-sends from its last committed offset)
-   are dropped: a row event already buffered (same transaction and ``total_order``) and any
-   event of a transaction whose commit LSN is not above the last applied one.
+   are dropped: a row already buffered (same xid and ``total_order``), an END at or below the
+   frontier (the commit LSN of the last END done), and a row of a done transaction (its xid is
+   among the last ``applied_xids_max`` done, or its ``source.sequence[0]`` — the commit LSN of
+   the transaction before it — is below the frontier).
 
 Pure: no Kafka, Faust or database import; state is in memory, bounded by ``*_max`` limits.
 """
@@ -67,6 +72,7 @@ DocumentOperation = Literal["created", "changed", "cancelled", "deleted"]
 
 PENDING_TRANSACTIONS_MAX = 100_000
 PENDING_EVENTS_MAX = 2_000_000
+APPLIED_XIDS_MAX = 100_000
 _SNAPSHOT_LAST = "last"
 
 
@@ -156,6 +162,8 @@ CHILD_TABLES: dict[str, _ChildTable] = {
     "sales.stock_write_off_lines": _ChildTable("write_off", "stock_write_off_line_id",
                                                "stock_write_off_id"),
 }
+#: Every table assembly reads (the connector captures more: master data, heartbeat).
+DOCUMENT_TABLES = frozenset(HEADER_TABLES) | frozenset(CHILD_TABLES)
 #: Document types whose first postable version needs at least one line.
 _NEEDS_LINES = frozenset({"invoice", "return", "goods_receipt", "write_off"})
 _SOURCE_STATUS = {"posted": "active", "cancelled": "cancelled"}
@@ -178,10 +186,24 @@ class _DocState:
 class _PendingTx:
     rows: dict[int, ChangeEvent] = field(default_factory=dict)  # total_order -> event
     end: TransactionEvent | None = None
+    commit_lsn: int = -1
+    expected: int = 0  # rows of ``tables`` the END announces
+
+
+def _xid_of(event: ChangeEvent) -> int:
+    """The PostgreSQL transaction id of a streamed row (``source.txId``, else the id's head)."""
+    if event.source.tx_id is not None:
+        return int(event.source.tx_id)
+    assert event.transaction is not None
+    head = event.transaction.id.split(":", 1)[0]
+    if not head.isdigit():
+        raise ValueError(f"transaction id {event.transaction.id!r} has no xid")
+    return int(head)
 
 
 def commit_lsn_of(transaction_id: str) -> int:
-    """The LSN part of Debezium's PostgreSQL transaction id ``"<txId>:<LSN>"``.
+    """The LSN part of Debezium's PostgreSQL transaction id ``"<txId>:<LSN>"``; on an END
+    marker it is the commit position (Debezium 3.6: the LSN just after the commit record).
 
     Raises:
         ValueError: the id is not of that form.
@@ -202,18 +224,24 @@ class DocumentAssembler:
     """
 
     def __init__(self, *, functional_currency: str = "AZN",
+                 tables: frozenset[str] | None = None,
                  pending_transactions_max: int = PENDING_TRANSACTIONS_MAX,
-                 pending_events_max: int = PENDING_EVENTS_MAX) -> None:
-        assert pending_transactions_max > 0 and pending_events_max > 0
+                 pending_events_max: int = PENDING_EVENTS_MAX,
+                 applied_xids_max: int = APPLIED_XIDS_MAX) -> None:
+        assert pending_transactions_max > 0 and pending_events_max > 0 and applied_xids_max > 0
         self.functional_currency = functional_currency
+        self.tables = frozenset(tables if tables is not None else DOCUMENT_TABLES)
+        assert self.tables <= DOCUMENT_TABLES, "only document tables can be assembled"
         self.pending_transactions_max = pending_transactions_max
         self.pending_events_max = pending_events_max
         self._docs: dict[tuple[str, Any], _DocState] = {}
         self._child_parent: dict[tuple[str, Any], Any] = {}  # (table, child pk) -> header pk
-        self._pending: dict[str, _PendingTx] = {}
-        self._commit_queue: deque[str] = deque()
+        self._pending: dict[int, _PendingTx] = {}             # xid -> rows, END
+        self._commit_queue: deque[int] = deque()              # xids in END (commit) order
         self._pending_events = 0
-        self._applied_lsn = -1
+        self._frontier_lsn = -1                               # commit LSN of the last END done
+        self._applied_xids: deque[int] = deque(maxlen=applied_xids_max)
+        self._applied_xid_set: set[int] = set()
         self._snapshot_dirty: dict[tuple[str, Any], int] = {}
         self._snapshot_index = 0
         self._snapshot_source: SourcePosition | None = None
@@ -221,15 +249,19 @@ class DocumentAssembler:
     # ---- input -----------------------------------------------------------------------------
 
     def on_change(self, event: ChangeEvent) -> list[Emitted]:
-        """Take one row change; return what became complete (possibly nothing)."""
-        if event.op in (Op.TRUNCATE, Op.MESSAGE):
+        """Take one row change; return what became complete (possibly nothing).
+
+        Rows of tables outside ``tables`` (master data, heartbeat) are ignored: the END marker
+        tells how many rows of each table to expect, so they need not be consumed at all.
+        """
+        if event.op in (Op.TRUNCATE, Op.MESSAGE) or event.source.qualified_table not in self.tables:
             return []
         if event.transaction is None:
             return self._on_snapshot_row(event)
-        tx_id = event.transaction.id
-        if commit_lsn_of(tx_id) <= self._applied_lsn:
+        xid = _xid_of(event)
+        if self._already_applied(event, xid):
             return []  # re-delivered after its transaction was applied (CDC-09)
-        pending = self._pending_tx(tx_id)
+        pending = self._pending_tx(xid)
         if event.transaction.total_order not in pending.rows:
             if self._pending_events >= self.pending_events_max:
                 raise AssemblyOverflow(f"{self._pending_events} buffered row events")
@@ -238,17 +270,25 @@ class DocumentAssembler:
         return self._drain()
 
     def on_transaction(self, event: TransactionEvent) -> list[Emitted]:
-        """Take one BEGIN/END marker; return what became complete (possibly nothing)."""
-        if event.status != "END" or commit_lsn_of(event.id) <= self._applied_lsn:
+        """Take one BEGIN/END marker; return what became complete (possibly nothing).
+
+        The END's id is ``"<xid>:<commit LSN>"`` (Debezium 3.x: the LSN after the commit record;
+        BEGIN and the rows carry other LSNs), so rows are matched to it by the xid.
+        """
+        if event.status != "END":
             return []
-        if not event.event_count:
-            dropped = self._pending.pop(event.id, None)  # END with event_count 0: ignored
-            self._pending_events -= len(dropped.rows) if dropped else 0
-            return []
-        pending = self._pending_tx(event.id)
+        commit_lsn = commit_lsn_of(event.id)
+        if commit_lsn <= self._frontier_lsn or not event.event_count:
+            return []  # an END seen before, or one with event_count 0: ignored
+        xid = event.tx_id
+        if xid is None:
+            raise ValueError(f"transaction id {event.id!r} has no xid")
+        pending = self._pending_tx(xid)
         if pending.end is None:
             pending.end = event
-            self._commit_queue.append(event.id)
+            pending.commit_lsn = commit_lsn
+            pending.expected = sum(n for table, n in event.data_collections if table in self.tables)
+            self._commit_queue.append(xid)
         return self._drain()
 
     def flush_snapshot(self) -> list[Emitted]:
@@ -272,42 +312,58 @@ class DocumentAssembler:
 
     # ---- transactions ----------------------------------------------------------------------
 
-    def _pending_tx(self, tx_id: str) -> _PendingTx:
-        pending = self._pending.get(tx_id)
+    def _already_applied(self, event: ChangeEvent, xid: int) -> bool:
+        """True for a row of a transaction whose END is done. ``source.sequence[0]`` is the
+        commit LSN of the transaction before the row's own, so it is below the frontier only
+        when the row's transaction is itself at or behind it."""
+        if xid in self._applied_xid_set:
+            return True
+        sequence = event.source.sequence
+        previous_commit = sequence[0] if sequence else None
+        return previous_commit is not None and previous_commit < self._frontier_lsn
+
+    def _pending_tx(self, xid: int) -> _PendingTx:
+        pending = self._pending.get(xid)
         if pending is None:
             if len(self._pending) >= self.pending_transactions_max:
                 raise AssemblyOverflow(f"{len(self._pending)} incomplete transactions")
-            pending = self._pending[tx_id] = _PendingTx()
+            pending = self._pending[xid] = _PendingTx()
         return pending
 
     def _drain(self) -> list[Emitted]:
         out: list[Emitted] = []
         while self._commit_queue:
-            tx_id = self._commit_queue[0]
-            pending = self._pending[tx_id]
-            assert pending.end is not None and pending.end.event_count is not None
-            if len(pending.rows) < pending.end.event_count:
+            xid = self._commit_queue[0]
+            pending = self._pending[xid]
+            assert pending.end is not None
+            if len(pending.rows) < pending.expected:
                 break
-            assert len(pending.rows) == pending.end.event_count, (
-                f"transaction {tx_id}: {len(pending.rows)} events, END says "
-                f"{pending.end.event_count}")
+            assert len(pending.rows) == pending.expected, (
+                f"transaction {pending.end.id}: {len(pending.rows)} events, END says "
+                f"{pending.expected}")
             self._commit_queue.popleft()
-            del self._pending[tx_id]
+            del self._pending[xid]
             self._pending_events -= len(pending.rows)
-            out.extend(self.flush_snapshot())
-            out.extend(self._apply_transaction(tx_id, pending))
+            assert pending.commit_lsn > self._frontier_lsn, "ENDs arrive in commit order"
+            self._frontier_lsn = pending.commit_lsn
+            if len(self._applied_xids) == self._applied_xids.maxlen:
+                self._applied_xid_set.discard(self._applied_xids[0])
+            self._applied_xids.append(xid)
+            self._applied_xid_set.add(xid)
+            if pending.rows:
+                out.extend(self.flush_snapshot())
+                out.extend(self._apply_transaction(pending))
         return out
 
-    def _apply_transaction(self, tx_id: str, pending: _PendingTx) -> list[Emitted]:
-        commit_lsn = commit_lsn_of(tx_id)
-        assert commit_lsn > self._applied_lsn, "transactions are applied in commit order"
+    def _apply_transaction(self, pending: _PendingTx) -> list[Emitted]:
+        assert pending.end is not None
+        commit_lsn, tx_id = pending.commit_lsn, pending.end.id
         touched: dict[tuple[str, Any], int] = {}
         events = [pending.rows[order] for order in sorted(pending.rows)]
         for event in events:
             doc_key = self._apply_row(event)
             if doc_key is not None:
                 touched[doc_key] = event.transaction.total_order
-        self._applied_lsn = commit_lsn
         last = events[-1].source
         source = SourcePosition(lsn=commit_lsn, tx_id=last.tx_id, commit_time=last.commit_time)
         out: list[Emitted] = []
@@ -597,6 +653,7 @@ def build_document(doc_type: str, header: Row, children: list[Row], *, version: 
 
 __all__ = [
     "CHILD_TABLES",
+    "DOCUMENT_TABLES",
     "HEADER_TABLES",
     "AssemblyOverflow",
     "DocumentAssembler",

@@ -165,7 +165,7 @@ def stop_capture(capture: Capture, sales_dsn: str) -> None:
     from salesledger.salesdb.capture import drop_slot
 
     capture.client.delete(capture.name)
-    drop_slot(sales_dsn, capture.slot, timeout_s=120)
+    drop_slot(capture.settings.dsn("sales", "cdc"), capture.slot, timeout_s=120)
 
 
 @pytest.fixture(scope="module")

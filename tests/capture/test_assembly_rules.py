@@ -30,23 +30,29 @@ _TS = 1_764_480_000_000
 
 
 class Tx:
-    """Builds the row events and END marker of one source transaction."""
+    """Builds the row events and END marker of one source transaction the way Debezium 3.6
+    writes them (seen on the real stack): each row's transaction id is ``<xid>:<its own LSN>``,
+    BEGIN's is the first row's, END's is ``<xid>:<commit LSN>``; ``source.sequence`` is
+    ``[previous transaction's commit LSN, own LSN]``."""
 
-    def __init__(self, xid: int, lsn: int):
+    def __init__(self, xid: int, lsn: int, *, previous_commit: int | None = None,
+                 first_row_lsn: int | None = None):
         self.id = f"{xid}:{lsn}"
-        self.xid, self.lsn = xid, lsn
+        self.xid, self.lsn, self.previous_commit = xid, lsn, previous_commit
+        self.first_row_lsn = first_row_lsn if first_row_lsn is not None else lsn - 100
         self.events: list[ChangeEvent] = []
         self.counts: dict[str, int] = {}
 
     def row(self, table: str, op: str, after=None, before=None) -> "Tx":
         self.counts[table] = self.counts.get(table, 0) + 1
+        row_lsn = self.first_row_lsn + 8 * len(self.events)
         self.events.append(ChangeEvent(
             op=Op(op), before=None if before is None else Row(before),
             after=None if after is None else Row(after),
             source=SourceInfo(connector="postgresql", name="t.cdc", db="sales_test",
-                              schema="sales", table=table, ts_ms=_TS, lsn=self.lsn - 100 + len(self.events),
-                              tx_id=self.xid),
-            transaction=TransactionRef(id=self.id, total_order=len(self.events) + 1,
+                              schema="sales", table=table, ts_ms=_TS, lsn=row_lsn,
+                              tx_id=self.xid, sequence=(self.previous_commit, row_lsn)),
+            transaction=TransactionRef(id=f"{self.xid}:{row_lsn}", total_order=len(self.events) + 1,
                                        data_collection_order=self.counts[table]),
             ts_ms=_TS))
         return self
@@ -56,7 +62,7 @@ class Tx:
                                 data_collections=tuple((f"sales.{t}", n) for t, n in self.counts.items()))
 
     def begin(self) -> TransactionEvent:
-        return TransactionEvent(status="BEGIN", id=self.id, ts_ms=_TS)
+        return TransactionEvent(status="BEGIN", id=f"{self.xid}:{self.first_row_lsn}", ts_ms=_TS)
 
 
 def header(invoice_id=1, number="INV-1", status="posted", **extra):
@@ -137,6 +143,43 @@ def test_CDC_11_later_transaction_waits_for_the_earlier_one():
     a.on_change(first.events[0])
     out = a.on_change(first.events[1])
     assert [e.key for e in out] == ["invoice:INV-1", "invoice:INV-2"]  # commit order
+
+
+def test_CDC_11_interleaved_transactions_follow_commit_order_not_row_lsn():
+    # T1 writes first but commits after T2 (seen on the real stack): its rows have lower LSNs.
+    a = DocumentAssembler()
+    t1 = Tx(1578, 238_073_304, first_row_lsn=238_072_696).row("invoices", "c", header()).row(
+        "invoice_lines", "c", line(1))
+    t2 = Tx(1579, 238_073_112, first_row_lsn=238_072_928).row(
+        "invoices", "c", header(2, "INV-2")).row("invoice_lines", "c", line(2, 2))
+    for event in t1.events + t2.events:
+        assert a.on_change(event) == []
+    out = a.on_transaction(t2.end()) + a.on_transaction(t1.end())
+    assert [(e.key, e.version[0]) for e in out] == [("invoice:INV-2", 238_073_112),
+                                                    ("invoice:INV-1", 238_073_304)]
+
+
+def test_transactions_without_document_rows_do_not_block():
+    a = DocumentAssembler()
+    heartbeat = TransactionEvent(status="END", id="500:4000", ts_ms=_TS, event_count=1,
+                                 data_collections=(("sales.cdc_heartbeat", 1),))
+    assert a.on_transaction(heartbeat) == []
+    tx = Tx(501, 4100, previous_commit=4000).row("invoices", "c", header()).row(
+        "invoice_lines", "c", line(1)).row("customers", "c", {"customer_id": 1, "code": "C1"})
+    out = feed(a, tx)  # the customer row is announced by END but not a document table
+    assert [e.key for e in out] == ["invoice:INV-1"] and a.pending_transactions == 0
+
+
+def test_CDC_09_rows_resent_after_a_restart_are_dropped():
+    a = DocumentAssembler()
+    t1 = Tx(600, 5000, previous_commit=4900).row("invoices", "c", header()).row(
+        "invoice_lines", "c", line(1))
+    t2 = Tx(601, 5100, previous_commit=5000).row("invoice_lines", "u", line(1, qty="3"))
+    assert len(feed(a, t1)) == 1 and len(feed(a, t2)) == 1
+    fresh = DocumentAssembler(applied_xids_max=1)  # xid memory too short to help
+    feed(fresh, t1), feed(fresh, t2)
+    assert fresh.on_change(t1.events[0]) == []  # sequence[0] 4900 < frontier 5100: dropped
+    assert fresh.pending_transactions == 0
 
 
 def test_header_and_lines_in_separate_transactions_give_one_document():
