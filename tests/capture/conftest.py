@@ -183,7 +183,7 @@ def capture(request, settings, sales_dsn) -> Iterator[Capture]:
 def sql(sales_dsn) -> Callable[..., list[tuple]]:
     """Run SQL in the test sales database (one transaction per call, as the owner)."""
 
-    def run(statement: str, params: tuple | dict | None = None) -> list[tuple]:
+    def run(statement, params: tuple | dict | None = None) -> list[tuple]:
         with psycopg.connect(sales_dsn) as conn:
             cursor = conn.execute(statement, params)
             return cursor.fetchall() if cursor.description else []

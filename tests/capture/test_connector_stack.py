@@ -96,16 +96,16 @@ def _assemble(decoded: list) -> list:
 
 def _insert_invoice(sql, number: str, *, status: str = "posted", comment: str | None = None,
                     lines: int = 2) -> int:
-    with_lines = ",".join(
-        f"((SELECT invoice_id FROM inv), {n}, 'SKU-{n}', {n}.000, 5.0500, 0, 18)"
-        for n in range(1, lines + 1))
+    """One statement (one transaction): the header and ``lines`` lines n = 1..lines with
+    qty n, unit price 5.0500, VAT 18 %."""
     rows = sql(
         "WITH inv AS (INSERT INTO sales.invoices (number, date, customer_code, warehouse_code,"
         " payment_terms_days, status, comment) VALUES (%s, '2026-03-02', 'C1', 'W1', 30, %s, %s)"
         " RETURNING invoice_id), lines AS (INSERT INTO sales.invoice_lines (invoice_id, line_no,"
-        " sku, qty, unit_price, discount_percent, vat_rate) VALUES " + with_lines + " RETURNING 1)"
+        " sku, qty, unit_price, discount_percent, vat_rate) SELECT inv.invoice_id, g, 'SKU-' || g,"
+        " g, 5.0500, 0, 18 FROM inv, generate_series(1, %s) AS g RETURNING 1)"
         " SELECT invoice_id FROM inv, (SELECT count(*) FROM lines) AS l",
-        (number, status, comment))
+        (number, status, comment, lines))
     return rows[0][0]
 
 
