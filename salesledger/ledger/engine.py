@@ -122,9 +122,10 @@ def release(state: LedgerState, command: Release, settings: LedgerSettings, char
     if held is None:
         return state, PostingResult(status="ignored")
     new_state, result = _post_once(state, held.document, settings, chart, released=True)
-    if result.status == "posted":
-        result = replace(result, status="released")
-    return new_state, result
+    if result.status != "posted":
+        return new_state, result
+    new_state, result = _retry_held(new_state, result, held.document, settings, chart)
+    return new_state, replace(result, status="released")
 
 
 def set_rate(state: LedgerState, rate: ExchangeRate, settings: LedgerSettings, chart: Chart) -> tuple[LedgerState, PostingResult]:

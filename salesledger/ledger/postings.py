@@ -550,8 +550,8 @@ def post_return(tx: Tx, ret: SalesReturn, day: dt.date, rate: Decimal | None) ->
     left); goods back at the cost they left with as a new layer at the end; the credit above
     the invoice's open amount becomes an advance."""
     inv_rec = tx.record(f"invoice:{ret.against}")
-    if inv_rec is None or not inv_rec.posted:
-        raise Hold("awaiting_original", f"invoice {ret.against} not posted")
+    if inv_rec is None or not inv_rec.posted or f"invoice:{ret.against}" in tx.state.held:
+        raise Hold("awaiting_original", f"invoice {ret.against} not posted or its last version held")
     if inv_rec.document.customer != ret.customer:
         raise InvalidDocument(f"{ret.against} belongs to another customer", document=ret.key, rule="return.customer")
     r = tx.settings.round
