@@ -473,10 +473,60 @@ class AvroSerde:
         if subject is not None and self.catalog.latest(subject).full_name != reader.full_name:
             raise ConverterMismatch(f"expected {subject} but the record is {writer.full_name}")
         try:
-            return fastavro.schemaless_reader(io.BytesIO(data[start:]), writer.parsed,
-                                              reader.parsed if reader is not writer else None)
+            datum = fastavro.schemaless_reader(io.BytesIO(data[start:]), writer.parsed,
+                                               reader.parsed if reader is not writer else None)
         except Exception as exc:  # fastavro raises many types on a body that is not its schema
             raise Undecodable(f"{writer.full_name} v{writer.version} body unreadable: {exc}") from None
+        if reader.fingerprint != writer.fingerprint:
+            datum = _decimal_defaults(reader.schema, datum, {})
+        return datum
+
+
+def _decimal_defaults(schema: Any, datum: Any, names: dict[str, Any], depth: int = 0) -> Any:
+    """fastavro hands a decimal field's *default* over raw (the JSON string of the unscaled
+    bytes, e.g. ``"\\u0000"``) when the writer lacked the field; turn it into the ``Decimal`` the
+    reader schema means."""
+    assert depth < _DEPTH_MAX
+    if isinstance(schema, str):
+        schema = names.get(schema, names.get(schema.rsplit(".", 1)[-1], schema))
+    if datum is None or isinstance(schema, str):
+        return datum
+    if isinstance(schema, list):
+        for branch in schema:
+            if isinstance(branch, dict) and branch.get("type") == "record":
+                names.setdefault(branch["name"], branch)
+        records = [b for b in schema if isinstance(names.get(b, b) if isinstance(b, str) else b, dict)]
+        if isinstance(datum, dict):
+            for branch in records:  # a record branch whose field names match
+                resolved = names.get(branch, branch) if isinstance(branch, str) else branch
+                if resolved.get("type") == "record" and \
+                        {f["name"] for f in resolved["fields"]} == set(datum):
+                    return _decimal_defaults(resolved, datum, names, depth + 1)
+        for branch in records:
+            resolved = names.get(branch, branch) if isinstance(branch, str) else branch
+            if _is_decimal_schema(resolved):
+                return _decimal_defaults(resolved, datum, names, depth + 1)
+        return datum
+    if _is_decimal_schema(schema):
+        if isinstance(datum, str | bytes):
+            raw = datum.encode("latin-1") if isinstance(datum, str) else datum
+            unscaled = int.from_bytes(raw, "big", signed=True)
+            return Decimal(unscaled).scaleb(-int(schema.get("scale", 0)))
+        return datum
+    kind = schema.get("type")
+    if kind in ("record", "enum", "fixed"):
+        names.setdefault(schema["name"], schema)
+    if kind == "record" and isinstance(datum, dict):
+        types = {f["name"]: f["type"] for f in schema["fields"]}
+        return {k: _decimal_defaults(types[k], v, names, depth + 1) if k in types else v
+                for k, v in datum.items()}
+    if kind == "array" and isinstance(datum, list):
+        return [_decimal_defaults(schema["items"], v, names, depth + 1) for v in datum]
+    if kind == "map" and isinstance(datum, dict):
+        return {k: _decimal_defaults(schema["values"], v, names, depth + 1) for k, v in datum.items()}
+    if isinstance(kind, dict | list):
+        return _decimal_defaults(kind, datum, names, depth + 1)
+    return datum
 
 
 # --------------------------------------------------------------------------------------------
