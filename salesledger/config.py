@@ -197,17 +197,24 @@ class Settings(BaseSettings):
         assert value is not None, "passwords are filled by the validator"
         return value
 
-    def dsn(self, database: str, role: RoleKind = "owner") -> str:
-        """libpq URI for ``database`` (a kind "sales"/"accounting" of this profile, or a literal
-        database name) as role ``kind``, e.g. ``postgresql://sl_owner:...@127.0.0.1:55432/sales``."""
-        name = self.database(database) if database in DATABASE_KINDS else database
+    def _database_name(self, database: str, profile: Profile | None) -> str:
+        return self.database(database, profile) if database in DATABASE_KINDS else database  # type: ignore[arg-type]
+
+    def dsn(self, database: str, role: RoleKind = "owner", profile: Profile | None = None) -> str:
+        """libpq URI for ``database`` as role ``role``, e.g.
+        ``postgresql://sl_owner:...@127.0.0.1:55432/sales``.
+
+        ``database`` is a kind, "sales" | "accounting", resolved for ``profile`` (default: this
+        settings' profile), or any other literal database name ("postgres", "sales_test")."""
+        name = self._database_name(database, profile)
         user = quote(self.role(role), safe="")
         pw = quote(self.password(role).get_secret_value(), safe="")
         return f"postgresql://{user}:{pw}@{self.host}:{self.pg_port}/{quote(name, safe='')}"
 
-    def conninfo(self, database: str, role: RoleKind = "owner") -> dict[str, Any]:
+    def conninfo(self, database: str, role: RoleKind = "owner",
+                 profile: Profile | None = None) -> dict[str, Any]:
         """Keyword form of :meth:`dsn` for ``psycopg.connect(**conninfo)``."""
-        name = self.database(database) if database in DATABASE_KINDS else database
+        name = self._database_name(database, profile)
         return {"host": self.host, "port": self.pg_port, "dbname": name,
                 "user": self.role(role), "password": self.password(role).get_secret_value()}
 

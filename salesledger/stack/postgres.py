@@ -41,6 +41,14 @@ def _as_root() -> bool:
     return os.geteuid() == 0
 
 
+def _setpriv() -> str | None:
+    """util-linux's setpriv (PATH first, then its Debian location)."""
+    found = shutil.which("setpriv")
+    if found:
+        return found
+    return "/usr/bin/setpriv" if os.access("/usr/bin/setpriv", os.X_OK) else None
+
+
 def cluster_home(settings: Settings) -> Path:
     """The real folder of the cluster (data dir, socket dir) for this stack dir."""
     if not _as_root():
@@ -77,7 +85,7 @@ class PostgresService(Service):
         bins = self.settings.pg_bin_dir
         found: dict[str, Path | None] = {"postgres": bins / "postgres", "initdb": bins / "initdb"}
         if _as_root():
-            setpriv = shutil.which("setpriv")
+            setpriv = _setpriv()
             found["setpriv"] = Path(setpriv) if setpriv else None
         return found
 
@@ -94,7 +102,7 @@ class PostgresService(Service):
     def _prefix(self) -> list[str]:
         if not _as_root():
             return []
-        return ["setpriv", f"--reuid={_OS_USER}", f"--regid={_OS_USER}", "--init-groups", "--"]
+        return [_setpriv() or "setpriv", f"--reuid={_OS_USER}", f"--regid={_OS_USER}", "--init-groups", "--"]
 
     def _own(self, path: Path) -> None:
         if _as_root():
