@@ -19,7 +19,7 @@ import types
 import typing
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 from salesledger.ledger.model import JournalEntry, ReceivableUpdate, StockMovement
 from salesledger.sinks.records import LedgerRecord, Position
@@ -97,43 +97,78 @@ def from_datum(cls: type, datum: Any) -> Any:
         TypeError: a field has the wrong type (e.g. a float amount); KeyError: a required field
         is missing.
     """
-    hints = _hints(cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in datum:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise KeyError(f"{cls.__name__}.{f.name} missing")
-            continue
-        kwargs[f.name] = _convert(hints[f.name], datum[f.name], f"{cls.__name__}.{f.name}")
-    return cls(**kwargs)
+    return _builder(cls)(datum, cls.__name__)
+
+
+Convert = Callable[[Any, str], Any]
 
 
 @lru_cache(maxsize=64)
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _builder(cls: type) -> Convert:
+    """A compiled builder of ``cls``: one converter per field, resolved once per class."""
+    hints = typing.get_type_hints(cls)
+    plan = []
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        plan.append((f.name, required, _converter(hints[f.name])))
+
+    def build(datum: Any, path: str) -> Any:
+        kwargs = {}
+        for name, required, convert in plan:
+            if name in datum:
+                kwargs[name] = convert(datum[name], f"{path}.{name}")
+            elif required:
+                raise KeyError(f"{path}.{name} missing")
+        return cls(**kwargs)
+
+    return build
 
 
-def _convert(hint: Any, value: Any, path: str) -> Any:
+def _converter(hint: Any) -> Convert:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        if value is None:
-            assert type(None) in typing.get_args(hint), f"{path} may not be null"
-            return None
         options = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _convert(options[0], value, path)
+        nullable = len(options) < len(typing.get_args(hint))
+        inner = _converter(options[0])
+
+        def optional(value: Any, path: str) -> Any:
+            if value is None:
+                if not nullable:
+                    raise TypeError(f"{path} may not be null")
+                return None
+            return inner(value, path)
+        return optional
     if origin is tuple:
-        item = typing.get_args(hint)[0]
-        return tuple(_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+        item = _converter(typing.get_args(hint)[0])
+        return lambda value, path: tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
     if dataclasses.is_dataclass(hint):
-        return from_datum(hint, value)
-    if hint is Decimal:
-        if not isinstance(value, Decimal):
-            raise TypeError(f"{path} is {type(value).__name__}, not Decimal")
+        return _builder(hint)
+    if hint is dt.datetime:
+        return _datetime
+    if hint is dt.date:
+        return _date
+    if hint in (str, int, bool, Decimal):
+        return _exact(hint)
+    return lambda value, path: value
+
+
+def _exact(kind: type) -> Convert:
+    def check(value: Any, path: str) -> Any:
+        if type(value) is not kind and not isinstance(value, kind):
+            raise TypeError(f"{path} is {type(value).__name__}, not {kind.__name__}")
+        if kind is int and isinstance(value, bool):
+            raise TypeError(f"{path} is bool, not int")
         return value
-    if hint is dt.date and isinstance(value, dt.datetime):
-        raise TypeError(f"{path} is a timestamp, not a date")
-    if hint in (str, int, bool, dt.date, dt.datetime) and not isinstance(value, hint):
-        raise TypeError(f"{path} is {type(value).__name__}, not {hint.__name__}")
-    if hint is dt.datetime and value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
+    return check
+
+
+def _date(value: Any, path: str) -> dt.date:
+    if type(value) is not dt.date:
+        raise TypeError(f"{path} is {type(value).__name__}, not date")
     return value
+
+
+def _datetime(value: Any, path: str) -> dt.datetime:
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"{path} is {type(value).__name__}, not datetime")
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)

@@ -30,7 +30,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from salesledger.config import Settings
 from salesledger.sinks.decode import decode_record
-from salesledger.sinks.records import LedgerRecord, Position, rows_of
+from salesledger.sinks.records import LedgerRecord, Position
 from salesledger.sinks.settings import SinkSettings
 from salesledger.sinks.writer import LedgerWriter, StoreUnavailable, load_offsets
 from salesledger.streams.deadletter import DeadLetter, RejectedRecord, build_dead_letter
@@ -160,10 +160,8 @@ class SinkWorker:
         if not self._batch:
             self._batch_started = time.monotonic()
         self._batch.append(record)
-        try:
-            self._batch_rows += len(rows_of(record.fact))
-        except (TypeError, ValueError, AttributeError):
-            self._batch_rows += 1  # the writer dead-letters it
+        # Rows this record adds: an entry and its lines, or one row.
+        self._batch_rows += 1 + len(getattr(record.fact, "lines", ()) or ())
 
     def _flush(self) -> None:
         if not self._batch:
