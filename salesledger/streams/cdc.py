@@ -374,6 +374,14 @@ class TransactionRef:
     total_order: int
     data_collection_order: int
 
+    @property
+    def tx_id(self) -> int | None:
+        """The PostgreSQL transaction id, parsed from ``id``. Match row events to their
+        BEGIN/END by this, not by ``id``: measured on Debezium 3.6, the LSN part of a row
+        event's ``transaction.id`` differs from the END event's (``3884:463021520`` vs
+        ``3884:463021896``)."""
+        return _tx_id_of(self.id)
+
 
 @dataclass(frozen=True, slots=True)
 class ChangeEvent:
@@ -421,8 +429,12 @@ class TransactionEvent:
     @property
     def tx_id(self) -> int | None:
         """The PostgreSQL transaction id, parsed from ``id`` (``"571:53195829"`` → 571)."""
-        head = self.id.split(":", 1)[0]
-        return int(head) if head.isdigit() else None
+        return _tx_id_of(self.id)
+
+
+def _tx_id_of(text: str) -> int | None:
+    head = text.split(":", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
