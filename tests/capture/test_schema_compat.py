@@ -20,8 +20,8 @@ CATALOG = SchemaCatalog.from_directory(SCHEMAS)
 
 
 def test_catalog_holds_every_contract():
-    assert CATALOG.subjects == ["dead_letter", "journal_entry", "metric_aggregate",
-                                "receivable_update", "sales_document", "stock_movement"]
+    assert {"dead_letter", "journal_entry", "metric_aggregate", "receivable_update",
+            "sales_document", "stock_movement"} <= set(CATALOG.subjects)
     for subject in CATALOG.subjects:
         latest = CATALOG.latest(subject)
         assert latest.full_name.startswith("salesledger.")
