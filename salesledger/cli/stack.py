@@ -167,3 +167,23 @@ def reset(profile: Optional[str] = typer.Option(None, "--profile", "-p",
             manager.reset_profile(settings, settings.profile, _report)
     except StackError as exc:
         _fail(exc)
+
+
+@app.command("bootstrap-db")
+def bootstrap_db() -> None:
+    """Create or update the roles, databases and default privileges on a PostgreSQL server that
+    `up` did not start (e.g. the Docker Compose variant), then check them as each role."""
+    from salesledger.stack.postgres import PostgresService
+
+    settings = get_settings()
+    service = PostgresService(settings)
+    try:
+        service.converge()
+        health = service.health()
+    except Exception as exc:  # psycopg errors: name the server and the cause
+        err_console.print(f"[bold red]bootstrap failed[/]: postgresql at "
+                          f"{settings.host}:{settings.pg_port}: {exc}")
+        raise typer.Exit(1)
+    console.print(f"postgresql: {health.detail}")
+    if not health.healthy:
+        raise typer.Exit(1)
