@@ -148,3 +148,20 @@ def test_compatibility_check_accepts_defaults_and_removals(tmp_path):
         _line(s)["fields"][1]["type"].update(precision=20)  # widen: amounts unchanged
     old, new = _pair(tmp_path, evolve)
     assert compatibility_problems(old, new, samples=20) == []
+
+
+def test_schemas_check_command_exit_codes(tmp_path):
+    from typer.testing import CliRunner
+
+    from salesledger.cli.schemas import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["check", "--samples", "5"]).exit_code == 0
+    v1 = json.loads((SCHEMAS / "journal_entry.v1.avsc").read_text())
+    (tmp_path / "journal_entry.v1.avsc").write_text(json.dumps(v1))
+    v1["fields"].append({"name": "memo", "type": "string"})
+    (tmp_path / "journal_entry.v2.avsc").write_text(json.dumps(v1))
+    result = runner.invoke(app, ["check", "--dir", str(tmp_path), "--samples", "5"])
+    assert result.exit_code == 1 and "memo: added without a default" in result.output
+    listing = runner.invoke(app, ["list", "--dir", str(tmp_path)])
+    assert listing.exit_code == 0 and listing.output.count("salesledger.JournalEntry") == 2
