@@ -22,7 +22,6 @@ import bisect
 import datetime as dt
 from dataclasses import replace
 from decimal import Decimal
-from types import MappingProxyType
 from typing import Any
 
 from salesledger.ledger import postings
@@ -139,9 +138,7 @@ def set_rate(state: LedgerState, rate: ExchangeRate, settings: LedgerSettings, c
         series[i] = (rate.date, rate.rate)
     else:
         series.insert(i, (rate.date, rate.rate))
-    rates = dict(state.rates)
-    rates[rate.currency] = tuple(series)
-    state = replace(state, rates=MappingProxyType(rates))
+    state = replace(state, rates=state.rates.set(rate.currency, tuple(series)))
     return _retry_reason(state, PostingResult(status="rate", touched=("rates",)), "no_exchange_rate", settings, chart)
 
 
@@ -185,9 +182,7 @@ def _post_once(state, document, settings, chart, *, released: bool) -> tuple[Led
 def _hold(state: LedgerState, document: Any, hold: Hold) -> tuple[LedgerState, PostingResult]:
     since = document.source.commit_time if document.source else None
     item = HeldItem(document_key=document.key, document=document, reason=hold.reason, since=since, detail=hold.detail)
-    held = dict(state.held)
-    held[document.key] = item
-    new_state = replace(state, held=MappingProxyType(held))
+    new_state = replace(state, held=state.held.set(document.key, item))
     return new_state, PostingResult(status="held", document=_ref(document), held=(item,), touched=("held",))
 
 

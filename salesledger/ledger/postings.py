@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 from decimal import Decimal
-from types import MappingProxyType
 from typing import Any
+
+from immutables import Map
 
 from salesledger.ledger import valuation
 from salesledger.ledger.charts import Chart
@@ -251,7 +252,7 @@ class Tx:
         state = self.state
         held = state.held
         if doc.key in held:
-            held = MappingProxyType({k: v for k, v in held.items() if k != doc.key})
+            held = held.delete(doc.key)
         new_state = replace(
             state,
             documents=_merge(state.documents, self._docs),
@@ -262,18 +263,17 @@ class Tx:
         return new_state, result
 
 
-def _merge(base, changes):
+def _merge(base: Map, changes: dict) -> Map:
     if not changes:
         return base
-    out = dict(base)
-    out.update(changes)
-    return MappingProxyType(out)
+    with base.mutate() as out:
+        for key, value in changes.items():
+            out[key] = value
+        return out.finish()
 
 
-def _with(mapping, key, value):
-    out = dict(mapping)
-    out[key] = value
-    return MappingProxyType(out)
+def _with(mapping: Map, key: str, value: Any) -> Map:
+    return mapping.set(key, value)
 
 
 def _dims(doc: Any, extra: dict) -> dict:

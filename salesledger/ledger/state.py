@@ -11,7 +11,9 @@ The stream processors keep it in Faust tables, one table per mapping of :class:`
 - ``rates``: currency -> tuple of ``(date, rate)`` sorted by date.
 
 Every value is a frozen dataclass of str / int / date / Decimal / tuples, so it can be encoded
-with any codec. A call of the engine returns a new ``LedgerState`` sharing everything it did not
+with any codec. The mappings are persistent hash maps (``immutables.Map``: a new version shares
+all unchanged keys with the old one, O(log n) per change), so an engine call costs the same
+whether the state holds ten documents or a million. A call of the engine returns a new ``LedgerState`` sharing everything it did not
 change, and lists the changed keys in ``PostingResult.touched`` (``"stock:<sku>@<warehouse>"``,
 ``"customer:<id>"``, ``"document:<key>"``, ``"held"``, ``"locks"``, ``"rates"``).
 """
@@ -21,8 +23,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
-from types import MappingProxyType
 from typing import Mapping
+
+from immutables import Map
 
 from salesledger.ledger.model import (
     ZERO,
@@ -36,7 +39,7 @@ from salesledger.ledger.model import (
 
 StockKey = tuple[str, str]  # (sku, warehouse)
 
-_EMPTY: Mapping = MappingProxyType({})
+_EMPTY: Mapping = Map()
 
 
 @dataclass(frozen=True, slots=True)
