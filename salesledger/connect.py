@@ -134,8 +134,35 @@ class ConnectClient:
         body = self._ok("GET", f"/connectors/{_quote(name)}/status", allow=(404,))
         return None if body is None else ConnectorState.from_status(body)
 
-    def delete(self, name: str) -> bool:
-        """Delete the connector; False if it did not exist. (Its replication slot stays.)"""
+    def stop(self, name: str, timeout_s: float = 60.0) -> None:
+        """Stop the connector (``PUT .../stop``: tasks shut down, config kept) and wait until
+        its state is STOPPED.
+
+        Raises:
+            TimeoutError: not STOPPED within ``timeout_s``.
+        """
+        self._ok("PUT", f"/connectors/{_quote(name)}/stop")
+        deadline = time.monotonic() + timeout_s
+        while (state := self.status(name)) is not None and state.state != "STOPPED":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"connector {name} not STOPPED after {timeout_s:.0f} s")
+            time.sleep(_POLL_INTERVAL_S)
+
+    def reset_offsets(self, name: str) -> None:
+        """Erase the connector's committed source offsets (``DELETE .../offsets``); the
+        connector must be STOPPED. Its next start begins as a new connector (snapshot mode)."""
+        self._ok("DELETE", f"/connectors/{_quote(name)}/offsets")
+
+    def delete(self, name: str, *, reset_offsets: bool = False) -> bool:
+        """Delete the connector; False if it did not exist. (Its replication slot stays.)
+
+        ``reset_offsets``: stop it and erase its committed offsets first. Do this when its slot
+        is dropped too: offsets pointing into a dropped slot's history make a connector
+        registered again under the same name fail ("no longer available on the server").
+        """
+        if reset_offsets and self.status(name) is not None:
+            self.stop(name)
+            self.reset_offsets(name)
         status, answer = self._call("DELETE", f"/connectors/{_quote(name)}")
         if status == 404:
             return False

@@ -69,15 +69,16 @@ def restart(profile: Optional[str] = _PROFILE) -> None:
 @app.command()
 def delete(profile: Optional[str] = _PROFILE,
            drop_slot: bool = typer.Option(False, "--drop-slot",
-                                          help="also drop the replication slot (the next "
-                                               "registration snapshots again)")) -> None:
-    """Delete the connector; with --drop-slot also its replication slot (which retains WAL)."""
+                                          help="also erase its offsets and drop the replication "
+                                               "slot (the next registration snapshots again)")) -> None:
+    """Delete the connector; with --drop-slot also its offsets and replication slot (a slot
+    nobody reads retains WAL)."""
     from salesledger import connect
     from salesledger.salesdb.capture import drop_slot as drop
 
     settings = _settings(profile)
     name = connect.connector_name(settings.topic_prefix)
-    existed = connect.ConnectClient(settings.connect_url).delete(name)
+    existed = connect.ConnectClient(settings.connect_url).delete(name, reset_offsets=drop_slot)
     typer.echo(f"{name}: {'deleted' if existed else 'not registered'}")
     if drop_slot:
         slot = connect.slot_name(settings.topic_prefix)

@@ -164,7 +164,7 @@ def stop_capture(capture: Capture, sales_dsn: str) -> None:
     """Delete the connector and drop its slot (waits until the walsender lets go)."""
     from salesledger.salesdb.capture import drop_slot
 
-    capture.client.delete(capture.name)
+    capture.client.delete(capture.name, reset_offsets=True)
     drop_slot(capture.settings.dsn("sales", "cdc"), capture.slot, timeout_s=120)
 
 
