@@ -31,20 +31,14 @@ from salesledger.ledger.model import (
     Deletion,
     DocumentRef,
     ExchangeRate,
-    GoodsReceipt,
     HeldItem,
-    Invoice,
-    OpeningBalance,
-    Payment,
     PeriodLock,
     PostingResult,
     Release,
-    SalesReturn,
-    WriteOff,
 )
 from salesledger.ledger.postings import Hold, Tx
 from salesledger.ledger.settings import LedgerSettings
-from salesledger.ledger.state import LedgerState
+from salesledger.ledger.state import DocumentRecord, LedgerState
 
 HELD_RETRY_MAX = 1000  # held items retried after one posting, at most
 
@@ -65,11 +59,17 @@ def check_settings(settings: LedgerSettings, chart: Chart) -> None:
             raise SettingsError(f"chart {chart.name!r} lacks the {role!r} account", rule="settings")
 
 
-def post(state: LedgerState, document: Any, settings: LedgerSettings, chart: Chart) -> tuple[LedgerState, PostingResult]:
+def post(
+    state: LedgerState, document: Any, settings: LedgerSettings, chart: Chart, *, retry_held: bool = True
+) -> tuple[LedgerState, PostingResult]:
     """Post one document version (or a :class:`Deletion`).
 
     Returns the new state and a :class:`PostingResult` with status ``posted`` | ``held`` |
     ``duplicate`` | ``ignored``. Raises :class:`LedgerError` subclasses on bad input.
+    With ``retry_held`` (default) documents held for a reason this one may clear (a receipt
+    for ``insufficient_stock``, an invoice for ``awaiting_original``) are tried again and their
+    results put in ``result.also``; a caller passing a partial state (:func:`needed_keys`)
+    sets it to False and retries with :func:`retry_held_documents` on a state that holds them.
     """
     if isinstance(document, Deletion):
         document = _resolve_deletion(state, document)
@@ -90,14 +90,48 @@ def post(state: LedgerState, document: Any, settings: LedgerSettings, chart: Cha
             return state, replace(rec.last_result, status="duplicate")
     postings.validate(document, settings)
     new_state, result = _post_once(state, document, settings, chart, released=False)
+    if not retry_held:
+        return new_state, result
     return _retry_held(new_state, result, document, settings, chart)
 
 
-def try_post(state: LedgerState, document: Any, settings: LedgerSettings, chart: Chart) -> tuple[LedgerState, PostingResult]:
+def retry_held_documents(state: LedgerState, reason: str, settings: LedgerSettings, chart: Chart) -> tuple[LedgerState, PostingResult]:
+    """Try again every document held for ``reason`` (``insufficient_stock``,
+    ``awaiting_original``, ``no_exchange_rate``); those that now post are in ``result.also``."""
+    return _retry_reason(state, PostingResult(status="retried"), reason, settings, chart)
+
+
+def needed_keys(document: Any, record: DocumentRecord | None) -> dict[str, set]:
+    """The state keys posting ``document`` reads, for a caller that loads a partial state:
+    ``{"documents": {key...}, "stock": {(sku, warehouse)...}, "customers": {id...}}``.
+
+    ``record`` is the document's own record (load ``documents[document.key]`` first): a change
+    of a posted document also touches what its last version touched. ``held``, the lock and the
+    rates are small and always loaded whole.
+    """
+    keys: dict[str, set] = {"documents": {document.key}, "stock": set(), "customers": set()}
+    for doc in (document, record.document if record is not None else None):
+        if doc is None or isinstance(doc, Deletion):
+            continue
+        warehouse = getattr(doc, "warehouse", None)
+        for line in getattr(doc, "lines", ()):
+            keys["stock"].add((line.sku, warehouse))
+        for line in getattr(doc, "stock", ()):
+            keys["stock"].add((line.sku, line.warehouse))
+        if getattr(doc, "customer", None) is not None:
+            keys["customers"].add(doc.customer)
+        if getattr(doc, "against", None) is not None:
+            keys["documents"].add(f"invoice:{doc.against}")
+    return keys
+
+
+def try_post(
+    state: LedgerState, document: Any, settings: LedgerSettings, chart: Chart, *, retry_held: bool = True
+) -> tuple[LedgerState, PostingResult]:
     """:func:`post` with operating errors returned as values: on a :class:`LedgerError` the
     state is unchanged and ``result.status == "error"``, ``result.errors == (error,)``."""
     try:
-        return post(state, document, settings, chart)
+        return post(state, document, settings, chart, retry_held=retry_held)
     except LedgerError as error:
         ref = _ref(document) if hasattr(document, "doc_type") else None
         return state, PostingResult(status="error", document=ref, errors=(error,))
@@ -220,14 +254,10 @@ __all__ = [
     "apply",
     "check_settings",
     "lock_period",
+    "needed_keys",
     "post",
     "release",
+    "retry_held_documents",
     "set_rate",
     "try_post",
-    "GoodsReceipt",
-    "Invoice",
-    "OpeningBalance",
-    "Payment",
-    "SalesReturn",
-    "WriteOff",
 ]
