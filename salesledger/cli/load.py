@@ -1,0 +1,115 @@
+"""``salesledger load online-retail --path CSV [--days N] [--since DATE] [--seed S]``.
+
+Loads a dataset slice's **master data and opening balances** into the profile's sales database
+(idempotent: a re-run writes nothing). Documents arrive only through ``salesledger simulate``,
+so the connector's initial snapshot never doubles them. The dataset file is always given with
+``--path``: the product does not look for it anywhere by itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+NAME = "load"
+app = typer.Typer(help="Load a dataset's master data and opening balances into the sales database.",
+                  no_args_is_help=True)
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+PATH_OPTION = typer.Option(..., "--path", exists=True, dir_okay=False, readable=True,
+                           help="The Online Retail CSV (InvoiceNo,StockCode,…,Country).")
+DAYS_OPTION = typer.Option(None, "--days", min=1,
+                           help="Trading days in the slice (default 7: the file's last 7).")
+SINCE_OPTION = typer.Option(None, "--since", formats=["%Y-%m-%d"],
+                            help="First day of the slice (YYYY-MM-DD); default: the last --days.")
+SEED_OPTION = typer.Option(42, "--seed", help="Seed of the generative model (costs, stock, payers).")
+SHIFT_OPTION = typer.Option(False, "--shift-to-today",
+                            help="Date the opening balance as if the slice's last day were today.")
+PROFILE_OPTION = typer.Option(None, "--profile", help="run | test (default: SALESLEDGER_PROFILE or run)")
+
+
+@app.callback()
+def _group() -> None:
+    """Load a dataset's master data and opening balances into the sales database."""
+
+
+def build_plan(path: Path, days: Optional[int], since: Optional[dt.date], seed: int,
+               until: Optional[dt.date] = None):
+    """Read the CSV and plan the slice (shared by ``load`` and ``simulate``); ``until`` drops the
+    trading days after it (a recorded load's last day).
+
+    Raises:
+        DatasetError: unreadable file or empty slice.
+    """
+    from salesledger.datasets import online_retail as orr
+    from salesledger.datasets.plan import plan_online_retail
+
+    lines = orr.read_csv(path)
+    chosen = orr.select_days(orr.trading_days(lines), days=days, since=since)
+    chosen = [d for d in chosen if until is None or d <= until]
+    if not chosen:
+        raise orr.DatasetError(f"no trading day between {since} and {until}")
+    return plan_online_retail(lines, chosen, seed)
+
+
+def shift_to_today(last_day: dt.date, today: dt.date | None = None) -> int:
+    """Whole days that move ``last_day`` to ``today`` (local date)."""
+    return ((today or dt.date.today()) - last_day).days
+
+
+def settings_for(profile: Optional[str]):
+    """The settings of ``profile`` (default: the environment's)."""
+    from salesledger.config import get_settings
+
+    return get_settings(profile=profile) if profile else get_settings()
+
+
+@app.command("online-retail")
+def online_retail(path: Path = PATH_OPTION, days: Optional[int] = DAYS_OPTION,
+                  since: Optional[dt.datetime] = SINCE_OPTION, seed: int = SEED_OPTION,
+                  shift: bool = SHIFT_OPTION, profile: Optional[str] = PROFILE_OPTION,
+                  as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """Upsert branch, warehouse, unit, customers, suppliers, products (with kind and 20% VAT) and
+    record the opening stock at cost, for the chosen slice of Online Retail."""
+    import psycopg
+
+    from salesledger.datasets import store
+    from salesledger.datasets.online_retail import DatasetError
+
+    settings = settings_for(profile)
+    try:
+        plan = build_plan(path, days, since.date() if since else None, seed)
+    except DatasetError as exc:
+        console.print(f"[bold red]load failed[/]: {exc}")
+        raise typer.Exit(2)
+    shift_days = shift_to_today(plan.days[-1]) if shift else 0
+    try:
+        with psycopg.connect(settings.dsn("sales", "owner")) as conn:
+            report = store.load_plan(conn, plan, shift_days, settings.reporting_role)
+    except psycopg.errors.UndefinedTable as exc:
+        console.print(f"[bold red]load failed[/]: {exc.diag.message_primary}; run "
+                      f"`salesledger salesdb migrate` first")
+        raise typer.Exit(1)
+    header = {"dataset": plan.dataset, "database": settings.sales_db, "seed": seed,
+              "slice": [plan.days[0].isoformat(), plan.days[-1].isoformat()],
+              "trading_days": len(plan.days), "shift_days": shift_days}
+    if as_json:
+        typer.echo(json.dumps({**header, "tables": report}, indent=2))
+        return
+    table = Table(title=f"load {plan.dataset} → {settings.sales_db} (slice {plan.days[0]} … "
+                        f"{plan.days[-1]}, {len(plan.days)} trading days, seed {seed})")
+    for column in ("table", "rows", "inserted", "updated", "unchanged"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for name, r in report.items():
+        table.add_row(name, str(r["rows"]), str(r["inserted"]), str(r["updated"]),
+                      str(r["rows"] - r["inserted"] - r["updated"]))
+    console.print(table)
+    console.print(f"opening stock as of {report['opening_stock']['as_of']} is in "
+                  f"{store.SCHEMA}.opening_stock; documents come with `salesledger simulate`.")
