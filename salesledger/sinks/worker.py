@@ -29,7 +29,9 @@ import psycopg
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from salesledger.config import Settings
+from salesledger.sinks import metrics
 from salesledger.sinks.decode import decode_record
+from salesledger.sinks.migrate import applied_versions, discover
 from salesledger.sinks.records import LedgerRecord, Position
 from salesledger.sinks.settings import SinkSettings
 from salesledger.sinks.writer import LedgerWriter, StoreUnavailable, load_offsets
@@ -40,6 +42,10 @@ log = logging.getLogger(__name__)
 Decoder = Callable[[str, int, int, bytes | None, bytes | None], LedgerRecord | None]
 #: Messages fetched per consume() call (the batch bound is rows, checked after each call).
 _CONSUME_MAX = 500
+
+
+class SchemaNotReady(RuntimeError):
+    """The accounting store's schema is not migrated to the version this code expects."""
 
 
 @dataclass
@@ -86,7 +92,12 @@ class SinkWorker:
             signal.signal(sig, lambda *_: self.stop_event.set())
 
     def run(self) -> WorkerStats:
-        """Consume and write until :attr:`stop_event` is set; return the run's counters."""
+        """Consume and write until :attr:`stop_event` is set; return the run's counters.
+
+        Raises:
+            SchemaNotReady: the store's schema lacks migrations this code expects.
+        """
+        self._check_schema()
         self._consumer = Consumer({
             "bootstrap.servers": self.settings.kafka_bootstrap,
             "group.id": self.sink.consumer_group,
@@ -109,23 +120,53 @@ class SinkWorker:
             self.writer.close()
         return self.stats
 
+    def _check_schema(self) -> None:
+        expected = [m.version for m in discover()]
+        applied = self._with_store(lambda conn: applied_versions(conn, self.sink.schema_name))
+        if applied is not None and applied != expected:
+            raise SchemaNotReady(
+                f"schema {self.sink.schema_name!r} has migrations {applied}, this sink needs "
+                f"{expected}: run `salesledger ledger migrate --schema {self.sink.schema_name}`")
+
     # ------------------------------------------------------------------ steps
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # 1. Seek to the offsets stored in the store (authoritative), else Kafka's committed.
-        stored: dict[str, dict[int, int]] = {}
-        with psycopg.connect(**self._conninfo, connect_timeout=5) as conn:
-            for topic in {p.topic for p in partitions}:
-                stored[topic] = load_offsets(conn, self.sink.consumer_group, topic,
-                                             self.sink.schema_name)
+        stored = self._load_stored_offsets({p.topic for p in partitions})
         for p in partitions:
             if p.partition in stored.get(p.topic, {}):
                 p.offset = stored[p.topic][p.partition]
         log.info("assigned %s", [(p.topic, p.partition, p.offset) for p in partitions])
         consumer.assign(partitions)
 
+    def _load_stored_offsets(self, topics: set[str]) -> dict[str, dict[int, int]]:
+        stored = self._with_store(lambda conn: {
+            t: load_offsets(conn, self.sink.consumer_group, t, self.sink.schema_name)
+            for t in topics})
+        return stored or {}  # None: stopping; nothing is consumed after this
+
+    def _with_store(self, read):
+        """``read(conn)`` on a fresh connection, retried with backoff while the store is
+        unavailable; ``None`` if asked to stop meanwhile."""
+        pause_s = 0.05
+        while True:
+            try:
+                with psycopg.connect(**self._conninfo, connect_timeout=5) as conn:
+                    return read(conn)
+            except psycopg.OperationalError as err:
+                self.stats.store_retries += 1
+                log.warning("accounting store unavailable (%s); retrying in %.2fs", err, pause_s)
+                if self.stop_event.wait(pause_s):
+                    return None
+                pause_s = min(pause_s * 2, self.sink.store_retry_ms_max / 1000)
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._flush()
+        # Uncommitted records are dropped, not written: the next owner of the partitions
+        # re-reads them from the offsets stored with the last durable batch.
+        if self._batch:
+            log.info("partitions revoked: %d uncommitted records left for the next owner",
+                     len(self._batch))
+        self._batch, self._batch_rows, self._new_dead = [], 0, []
         consumer.unassign()
 
     def _poll_once(self) -> None:
@@ -148,6 +189,7 @@ class SinkWorker:
         except RejectedRecord as err:
             dead = build_dead_letter(err, topic=topic, partition=partition, offset=offset,
                                      key=msg.key(), value=msg.value())
+            metrics.DEAD_LETTERS.labels(dead.reason).inc()
             self._new_dead.append(dead)
             return LedgerRecord(Position(topic, partition, offset), dead, msg.key(), msg.value())
         if record is None:  # a tombstone: nothing to write, but its offset is consumed
@@ -172,13 +214,14 @@ class SinkWorker:
         if result is None:
             return  # stopping while the store is down: nothing acknowledged, re-read on restart
         # 4. After the commit: dead letters to the dead-letter topic.
-        self._publish_dead_letters(self._new_dead + result.dead_letters)
+        dead_letters = self._new_dead + result.dead_letters
+        self._publish_dead_letters(dead_letters)
         self._new_dead = []
         # 5. Best-effort Kafka commit of what the store now holds.
         self._commit_kafka(result.offsets)
         self.stats.batches += 1
         self.stats.records += len(batch)
-        self.stats.dead_letters += len(result.dead_letters)
+        self.stats.dead_letters += len(dead_letters)
         self.stats.offsets.update(result.offsets)
 
     def _write_until_durable(self, batch: list[LedgerRecord]):

@@ -143,3 +143,80 @@ def test_worker_stops_gracefully_on_sigterm(settings, store, owner_conn, fresh_t
     assert proc.returncode == 0, out
     assert "sink stopped" in out
     assert count(owner_conn, store, "journal_entries") == 25
+
+
+def _committed(settings, group: str, topic: str) -> int:
+    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group})
+    try:
+        return probe.committed([TopicPartition(topic, 0)], timeout=30)[0].offset
+    finally:
+        probe.close()
+
+
+def _wait_for_blocked_sink(admin, settings, schema_hint: str, not_pids=()) -> int:
+    """The pid of a sink backend waiting on a lock in ``schema_hint`` (a new one: not in
+    ``not_pids``, which may linger a moment after being terminated)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        row = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE usename = %s AND wait_event_type = 'Lock'"
+            " AND datname = current_database() AND query LIKE %s AND NOT pid = ANY(%s)",
+            (settings.sink_role, f"%{schema_hint}%", list(not_pids))).fetchone()
+        if row:
+            return row[0]
+        time.sleep(0.05)
+    raise AssertionError("the sink never blocked on the offsets table")
+
+
+def test_CDC_15_worker_survives_the_store_failing_mid_write_and_acks_only_durable_work(
+        settings, store, owner_conn, fresh_topic, consumer_group, pg_connect):
+    from psycopg import sql
+
+    serde = AvroSerde()
+    encode = lambda e: serde.encode("journal_entry", dataclasses.asdict(e))  # noqa: E731
+    topic = fresh_topic("ledger.journal-entries")
+    group = consumer_group("sink")
+    _produce(settings, topic, [encode(make_entry(n)) for n in range(10)])
+    sink = SinkSettings(consumer_group=group, topics=(_suffix(settings, topic),),
+                        schema_name=store, batch_linger_ms=100, poll_ms=50,
+                        store_retry_ms_max=200)
+    worker = SinkWorker(settings, sink)
+    thread = _start(worker)
+    try:
+        _wait_for_offset(owner_conn, group, topic, store, 10)
+        blocker = pg_connect("accounting", "owner", autocommit=False)
+        blocker.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+            sql.Identifier(store, "consumer_offsets")))
+        _produce(settings, topic, [encode(make_entry(n)) for n in range(10, 15)])  # N = 10..14
+        admin = pg_connect("accounting", "admin")
+        killed: list[int] = []
+        for _ in range(2):  # the store fails under the writer twice, mid-transaction
+            pid = _wait_for_blocked_sink(admin, settings, store, killed)
+            assert _committed(settings, group, topic) == 10  # nothing acknowledged past 10
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            killed.append(pid)
+        _wait_for_blocked_sink(admin, settings, store, killed)
+        assert count(owner_conn, store, "journal_entries") == 10
+        blocker.rollback()  # the store is back
+        _wait_for_offset(owner_conn, group, topic, store, 15)
+    finally:
+        worker.stop_event.set()
+        thread.join(DEADLINE_S)
+    assert not thread.is_alive()
+    assert worker.stats.store_retries >= 2
+    assert count(owner_conn, store, "journal_entries") == 15
+    n_10 = owner_conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE document_number = 'INV-10'")
+                              .format(sql.Identifier(store, "journal_entries"))).fetchone()[0]
+    assert n_10 == 1
+    assert _committed(settings, group, topic) == 15
+
+
+def test_worker_refuses_a_store_schema_without_its_migrations(settings, fresh_topic,
+                                                               consumer_group):
+    from salesledger.sinks.worker import SchemaNotReady
+
+    topic = fresh_topic("ledger.journal-entries")
+    sink = SinkSettings(consumer_group=consumer_group("sink"),
+                        topics=(_suffix(settings, topic),), schema_name="no_such_schema")
+    with pytest.raises(SchemaNotReady, match="ledger migrate"):
+        SinkWorker(settings, sink).run()
