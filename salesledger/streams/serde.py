@@ -35,9 +35,9 @@ import struct
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, localcontext
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -113,21 +113,23 @@ def check_decimal(value: Any, precision: int, scale: int, path: str = "$") -> De
         raise DecimalOutOfRange(f"{path}: {type(value).__name__} {value!r} is not a Decimal")
     if not value.is_finite():
         raise DecimalOutOfRange(f"{path}: {value} is not a finite amount")
-    exponent = Decimal(1).scaleb(-scale)
-    digits = len(value.as_tuple().digits)
-    context = Context(prec=max(60, digits + scale + 2), traps=[Inexact])
-    try:
-        exact = value.quantize(exponent, context=context)
-    except Inexact:
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    excess = -scale - exponent  # fractional digits beyond the scale: must all be zeros
+    if excess > 0:
+        if any(digits[-excess:]):
+            raise DecimalOutOfRange(
+                f"{path}: {value} has more than {scale} fractional digits; quantise it "
+                "explicitly first (quantize_amount, ROUND_HALF_UP)")
+        digits, exponent = digits[:-excess] or (0,), -scale
+    significant = tuple(digits)
+    while len(significant) > 1 and significant[0] == 0:
+        significant = significant[1:]
+    if significant != (0,) and len(significant) + exponent + scale > precision:
         raise DecimalOutOfRange(
-            f"{path}: {value} has more than {scale} fractional digits; quantise it explicitly "
-            "first (quantize_amount, ROUND_HALF_UP)") from None
-    unscaled_digits = len(str(abs(int(exact.scaleb(scale)))))
-    if unscaled_digits > precision:
-        raise DecimalOutOfRange(
-            f"{path}: {value} needs {unscaled_digits} digits, decimal({precision},{scale}) "
-            f"holds {precision}")
-    return exact
+            f"{path}: {value} needs {len(significant) + exponent + scale} digits, "
+            f"decimal({precision},{scale}) holds {precision}")
+    return Decimal((sign, significant + (0,) * (exponent + scale), -scale))
 
 
 def _is_decimal_schema(schema: Any) -> bool:
@@ -135,84 +137,98 @@ def _is_decimal_schema(schema: Any) -> bool:
         schema.get("type") in ("bytes", "fixed")
 
 
-class _DecimalPreparer:
-    """Walks an Avro schema with a datum; returns a copy with every decimal checked and set to
-    its schema's exact scale (fastavro refuses ``Decimal("0.100")`` for scale 2)."""
+#: A compiled preparer: ``(datum, path) -> datum`` with every decimal checked and re-scaled.
+_Prepare = Callable[[Any, str], Any]
 
-    def __init__(self) -> None:
-        self.names: dict[str, Any] = {}
-        self._namespace = ""
 
-    def prepare(self, schema: Any, datum: Any, path: str, depth: int = 0) -> Any:
-        assert depth < _DEPTH_MAX, f"{path}: datum nested deeper than {_DEPTH_MAX}"
-        if isinstance(schema, str):
-            schema = self.names.get(schema, schema)
-            if isinstance(schema, str):  # a primitive
-                return datum
-        if isinstance(schema, list):
-            return self.union(schema, datum, path, depth)
-        if _is_decimal_schema(schema):
-            if datum is None:
-                return datum
-            return check_decimal(datum, int(schema["precision"]), int(schema.get("scale", 0)), path)
-        kind = schema.get("type")
-        if kind in ("record", "enum", "fixed"):
-            self._define(schema)
-        if kind == "record":
+def _compile_decimals(schema: Any, names: dict[str, Any], depth: int = 0) -> _Prepare | None:
+    """Compile, once per schema version, the walk that checks a datum's decimals (CDC-04) and
+    sets each to its schema's exact scale (fastavro refuses ``Decimal("0.100")`` for scale 2).
+    Only the parts of the schema that contain decimals are walked; ``None``: no decimals."""
+    assert depth < _DEPTH_MAX, f"schema nested deeper than {_DEPTH_MAX}"
+    if isinstance(schema, str):
+        resolved = names.get(schema)
+        return None if resolved is None else _compile_decimals(resolved, names, depth + 1)
+    if isinstance(schema, list):
+        return _compile_union(schema, names, depth)
+    if _is_decimal_schema(schema):
+        precision, scale = int(schema["precision"]), int(schema.get("scale", 0))
+        return lambda datum, path: None if datum is None else check_decimal(
+            datum, precision, scale, path)
+    kind = schema.get("type")
+    if kind in ("record", "enum", "fixed"):
+        _define_name(schema, names)
+    if kind == "record":
+        subs = [(f["name"], _compile_decimals(f["type"], names, depth + 1))
+                for f in schema["fields"]]
+        live = [(name, sub) for name, sub in subs if sub is not None]
+        if not live:
+            return None
+
+        def prepare_record(datum: Any, path: str) -> Any:
             if not isinstance(datum, Mapping):
                 return datum  # fastavro reports the type error
             out = dict(datum)
-            for field in schema["fields"]:
-                if field["name"] in out:
-                    out[field["name"]] = self.prepare(field["type"], out[field["name"]],
-                                                      f"{path}.{field['name']}", depth + 1)
+            for name, sub in live:
+                if name in out:
+                    out[name] = sub(out[name], f"{path}.{name}")
             return out
-        if kind == "array" and isinstance(datum, list | tuple):
-            return [self.prepare(schema["items"], v, f"{path}[{i}]", depth + 1)
-                    for i, v in enumerate(datum)]
-        if kind == "map" and isinstance(datum, Mapping):
-            return {k: self.prepare(schema["values"], v, f"{path}[{k}]", depth + 1)
-                    for k, v in datum.items()}
-        if isinstance(kind, dict | list):
-            return self.prepare(kind, datum, path, depth + 1)
-        return datum
+        return prepare_record
+    if kind in ("array", "map"):
+        sub = _compile_decimals(schema["items" if kind == "array" else "values"], names, depth + 1)
+        if sub is None:
+            return None
+        if kind == "array":
+            return lambda datum, path: [sub(v, f"{path}[{i}]") for i, v in enumerate(datum)] \
+                if isinstance(datum, list | tuple) else datum
+        return lambda datum, path: {k: sub(v, f"{path}[{k}]") for k, v in datum.items()} \
+            if isinstance(datum, Mapping) else datum
+    if isinstance(kind, dict | list):
+        return _compile_decimals(kind, names, depth + 1)
+    return None
 
-    def _define(self, schema: dict) -> None:
-        name = schema["name"]
-        namespace = schema.get("namespace") or self._namespace
-        full = name if "." in name else f"{namespace}.{name}" if namespace else name
-        self.names.setdefault(full, schema)
-        self.names.setdefault(name.rsplit(".", 1)[-1], schema)
-        if schema.get("namespace") or "." in name:
-            self._namespace = full.rsplit(".", 1)[0]
 
-    def union(self, branches: list, datum: Any, path: str, depth: int) -> Any:
+def _define_name(schema: dict, names: dict[str, Any]) -> None:
+    name, namespace = schema["name"], schema.get("namespace") or names.get("", "")
+    full = name if "." in name or not namespace else f"{namespace}.{name}"
+    names.setdefault(full, schema)
+    names.setdefault(full.rsplit(".", 1)[-1], schema)
+    if "." in full:
+        names.setdefault("", full.rsplit(".", 1)[0])  # enclosing namespace for later names
+
+
+def _compile_union(branches: list, names: dict[str, Any], depth: int) -> _Prepare | None:
+    compiled = []
+    for branch in branches:
+        sub = _compile_decimals(branch, names, depth + 1)  # also defines named branches
+        resolved = names.get(branch, branch) if isinstance(branch, str) else branch
+        if sub is not None:
+            compiled.append((resolved, sub))
+    if not compiled:
+        return None
+    decimal_branch = next((sub for r, sub in compiled if _is_decimal_schema(r)), None)
+    records = [(r["name"].rsplit(".", 1)[-1], {f["name"] for f in r["fields"]},
+                {f["name"] for f in r["fields"] if "default" not in f}, sub)
+               for r, sub in compiled if isinstance(r, dict) and r.get("type") == "record"]
+
+    def prepare_union(datum: Any, path: str) -> Any:
         if datum is None:
             return None
+        if isinstance(datum, Decimal) and decimal_branch is not None:
+            return decimal_branch(datum, path)
         if isinstance(datum, tuple) and len(datum) == 2 and isinstance(datum[0], str):
-            for branch in branches:
-                resolved = self.names.get(branch, branch) if isinstance(branch, str) else branch
-                if isinstance(resolved, dict) and resolved.get("name", "").endswith(datum[0].rsplit(".", 1)[-1]):
-                    return (datum[0], self.prepare(branch, datum[1], path, depth + 1))
+            short = datum[0].rsplit(".", 1)[-1]  # fastavro's (name, value) union notation
+            for name, _, _, sub in records:
+                if name == short:
+                    return (datum[0], sub(datum[1], path))
             return datum
-        for branch in branches:  # first branch the datum fits
-            resolved = self.names.get(branch, branch) if isinstance(branch, str) else branch
-            if resolved == "null":
-                continue
-            if isinstance(datum, Decimal) and _is_decimal_schema(resolved):
-                return self.prepare(resolved, datum, path, depth + 1)
-            if isinstance(datum, Mapping) and isinstance(resolved, dict) and \
-                    resolved.get("type") == "record":
-                self._define(resolved)
-                fields = {f["name"]: f for f in resolved["fields"]}
-                required = {n for n, f in fields.items() if "default" not in f}
-                if required <= set(datum) and set(datum) <= set(fields):
-                    return self.prepare(resolved, datum, path, depth + 1)
-        if any(isinstance(b, dict) for b in branches):
-            for branch in branches:  # register named types for later references
-                if isinstance(branch, dict) and branch.get("type") in ("record", "enum", "fixed"):
-                    self._define(branch)
+        if isinstance(datum, Mapping):
+            keys = set(datum)
+            for _, fields, required, sub in records:  # first record branch the datum fits
+                if required <= keys <= fields:
+                    return sub(datum, path)
         return datum
+    return prepare_union
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,7 +258,7 @@ class SchemaVersion:
     def from_schema(cls, subject: str, version: int, schema: Mapping[str, Any]) -> SchemaVersion:
         """Build from a JSON schema object (validated by fastavro)."""
         schema = json.loads(json.dumps(schema))  # a private deep copy
-        parsed = fastavro.parse_schema(schema, _write_hint=False)
+        parsed = fastavro.parse_schema(schema)
         namespace, name = schema.get("namespace"), schema["name"]
         full = name if "." in name or not namespace else f"{namespace}.{name}"
         return cls(subject, version, full, schema, parsed, fingerprint64(schema))
@@ -402,6 +418,7 @@ class AvroSerde:
                  registry: RegistryClient | None = None) -> None:
         self.catalog = catalog or SchemaCatalog.from_directory()
         self.registry = registry
+        self._preparers: dict[int, _Prepare | None] = {}
 
     def encode(self, subject: str, datum: Mapping[str, Any]) -> bytes:
         """Encode ``datum`` (a dict shaped like the schema; ``dataclasses.asdict`` of a
@@ -418,7 +435,10 @@ class AvroSerde:
 
     def encode_with(self, writer: SchemaVersion, datum: Mapping[str, Any]) -> bytes:
         """Encode ``datum`` with a given schema version (tests, replays of old versions)."""
-        prepared = _DecimalPreparer().prepare(writer.schema, datum, "$")
+        if writer.fingerprint not in self._preparers:
+            self._preparers[writer.fingerprint] = _compile_decimals(writer.schema, {})
+        prepare = self._preparers[writer.fingerprint]
+        prepared = datum if prepare is None else prepare(datum, "$")
         body = io.BytesIO()
         fastavro.schemaless_writer(body, writer.parsed, prepared)
         if self.registry is not None:

@@ -171,6 +171,11 @@ def test_CDC_04_non_decimal_and_non_finite_amounts_are_refused():
             check_decimal(bad, 18, 2)
     assert str(check_decimal(Decimal("0.100"), 18, 2)) == "0.10"  # exact: trailing zero only
     assert str(check_decimal(Decimal("1E+2"), 18, 2)) == "100.00"
+    assert str(check_decimal(Decimal("0E+5"), 18, 2)) == "0.00"
+    assert str(check_decimal(Decimal("-0.000"), 18, 2)) == "-0.00"
+    for extreme in (Decimal("1E+100"), Decimal("1E-100"), Decimal("1E+999999999")):
+        with pytest.raises(DecimalOutOfRange):
+            check_decimal(extreme, 18, 2)
 
 
 def test_CDC_04_quantize_rounding_rule():
