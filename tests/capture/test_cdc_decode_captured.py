@@ -114,3 +114,27 @@ def test_CDC_01_captured_decimal_schema_is_connect_decimal():
     assert amount["name"] == "org.apache.kafka.connect.data.Decimal"
     assert amount["parameters"]["scale"] == "2"
     assert plain["name"] == "io.debezium.data.VariableScaleDecimal"
+
+
+def test_CDC_21_converter_mismatch_on_captured_records():
+    """Real JsonConverter output decodes; the same record re-framed as another converter
+    would write it is refused as a converter mismatch; the real tombstone is skipped."""
+    from salesledger.streams.cdc import ConverterMismatch, Converter, Undecodable
+
+    lines = load()
+    first = lines[0]
+    tombstone = next(x for x in lines if x["value"] is None and x["key"] is not None)
+    decoder = ChangeEventDecoder()
+    key, value = first["key"].encode(), first["value"].encode()
+    assert decoder.decode(key, value).after.money("amount") == Decimal("0.10")  # (b)
+    plain_value = json.dumps(json.loads(value)["payload"]).encode()  # schemas.enable=false
+    with pytest.raises(ConverterMismatch, match="plain JSON"):  # (c)
+        decoder.decode(key, plain_value)
+    with pytest.raises(ConverterMismatch, match="Confluent-framed Avro"):  # (a)
+        decoder.decode(key, b"\x00\x00\x00\x00\x2a" + value[:20])
+    assert isinstance(decoder.decode(tombstone["key"].encode(), None), Tombstone)  # (d)
+    with pytest.raises(Undecodable):  # (e)
+        decoder.decode(key, value[:3])
+    keys_plain = ChangeEventDecoder(key_converter=Converter.JSON)
+    with pytest.raises(ConverterMismatch, match="schema/payload envelope"):
+        keys_plain.decode(key, value)  # the real key carries a schema
