@@ -7,6 +7,7 @@ period held, late corrections posted as adjustments.
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 from decimal import Decimal
 from typing import Literal
@@ -104,4 +105,14 @@ class LedgerSettings(BaseModel):
 
     def round(self, amount: Decimal) -> Decimal:
         """``amount`` quantised to ``rounding_quantum`` with ``rounding_mode``."""
-        return amount.quantize(self.rounding_quantum, rounding=getattr(decimal, self.rounding_mode))
+        return amount.quantize(self.rounding_quantum, rounding=_MODES[self.rounding_mode])
+
+    def business_date(self, moment: dt.datetime) -> dt.date:
+        """The business date of a timezone-aware instant (commit time, ``entered_at``) in
+        ``business_time_zone``; a naive datetime is refused (ValueError)."""
+        if moment.tzinfo is None:
+            raise ValueError(f"naive datetime {moment!r}: a time zone is required")
+        return moment.astimezone(ZoneInfo(self.business_time_zone)).date()
+
+
+_MODES = {mode: getattr(decimal, mode) for mode in ROUNDING_MODES}

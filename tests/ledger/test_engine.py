@@ -238,3 +238,49 @@ def test_ageing_report_as_of() -> None:
     rows = ageing(state, day(45))
     assert [(r.document, r.open, r.days_past_due, r.bucket) for r in rows] == [("INV-1", D("50.00"), 35, "31-60")]
     assert ageing(state, day(-1)) == []
+
+
+def test_goods_receipt_cancel_with_layer_intact_nets_to_zero() -> None:
+    gr = receipt(lines=(("A", "10", "3.60", "18"),))
+    state, res = run(OPEN, gr, dataclasses.replace(gr, version=2, status="cancelled"))
+    kinds = [e.kind for e in res[-1].entries]
+    assert kinds == ["reversal"]
+    assert state.stock[("A", "W1")].qty == D("20") and state.stock[("A", "W1")].value == D("60.00")
+
+
+def test_goods_receipt_cancel_after_its_layer_was_consumed_posts_cost_adjustment() -> None:
+    gr = receipt(lines=(("A", "10", "4.00", "18"),))
+    state, res = run(opening(("A", "2", "3.00")), gr, invoice(lines=(("A", "5", "5.00", "18"),)),
+                     dataclasses.replace(gr, version=2, status="cancelled"), settings=LedgerSettings(negative_stock="allow"))
+    kinds = sorted(e.kind for e in res[-1].entries)
+    assert "reversal" in kinds
+    entries = all_entries(res)
+    inventory = sums(entries, "205")
+    pos = state.stock[("A", "W1")]
+    assert inventory[0] - inventory[1] == pos.value and pos.qty == D("-3")
+
+
+def test_write_off_at_cost_and_its_cancellation() -> None:
+    from salesledger.ledger.model import WriteOff, WriteOffLine
+
+    wo = WriteOff(id="WO-1", number="WO-1", date=day(1), currency="AZN", warehouse="W1", lines=(WriteOffLine(sku="A", qty=D("4")),), reason="damaged")
+    state, res = run(OPEN, wo)
+    assert sums(res[-1].entries, "731") == (D("12.00"), D(0)) and sums(res[-1].entries, "205") == (D(0), D("12.00"))
+    state, res = run(dataclasses.replace(wo, version=2, status="cancelled"), state=state)
+    assert state.stock[("A", "W1")].qty == D("20") and state.stock[("A", "W1")].value == D("60.00")
+    assert state.stock[("A", "W1")].layers[0].origin.startswith("restored:")
+
+
+def test_return_while_invoice_not_yet_posted_waits_then_posts() -> None:
+    state, res = run(OPEN, PeriodLock(through=day(5)), invoice(date=day(3)), sales_return(date=day(7)))
+    assert state.held["return:RET-1"].reason == "awaiting_original"
+    state, rel = engine.release(state, Release(document_key="invoice:INV-1"), LedgerSettings(), AZ)
+    assert [r.status for r in rel.also] == ["posted"] and not state.held
+    assert state.customers["C1"].open_items["INV-1"].open == D("47.20")
+
+
+def test_payment_edit_in_open_period_reverses_and_replaces() -> None:
+    state, res = run(OPEN, invoice(), payment(amount="20.00"), payment(amount="30.00", version=2))
+    kinds = sorted(e.kind for e in res[-1].entries)
+    assert kinds == ["payment", "reversal"]
+    assert state.customers["C1"].open_items["INV-1"].open == D("29.00")

@@ -143,3 +143,11 @@ def test_negative_stock_hold_raises_and_allow_costs_at_last_unit_cost() -> None:
 )
 def test_ageing_buckets(days, name) -> None:
     assert bucket(days) == name
+
+
+def test_business_date_in_asia_baku() -> None:
+    utc = dt.timezone.utc
+    assert S.business_date(dt.datetime(2026, 3, 1, 21, 30, tzinfo=utc)) == dt.date(2026, 3, 2)  # UTC+4
+    assert S.business_date(dt.datetime(2026, 3, 1, 19, 59, tzinfo=utc)) == dt.date(2026, 3, 1)
+    with pytest.raises(ValueError):
+        S.business_date(dt.datetime(2026, 3, 1, 12, 0))
