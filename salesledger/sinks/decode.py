@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from salesledger.ledger.model import JournalEntry, ReceivableUpdate, StockMovement
-from salesledger.sinks.records import LedgerRecord, Position
+from salesledger.sinks.records import HeldEvent, LedgerRecord, PeriodAction, Position
 from salesledger.streams.deadletter import DeadLetter, RejectedRecord
 
 #: Topic suffix -> (Avro subject, fact class). The sink's default topics.
@@ -30,6 +30,8 @@ TOPIC_SUBJECTS: dict[str, tuple[str, type]] = {
     "ledger.journal-entries": ("journal_entry", JournalEntry),
     "ledger.stock-movements": ("stock_movement", StockMovement),
     "ledger.receivable-updates": ("receivable_update", ReceivableUpdate),
+    "held": ("held_document", HeldEvent),
+    "control": ("period_action", PeriodAction),
     "dlq": ("dead_letter", DeadLetter),
 }
 

@@ -3,7 +3,8 @@
 A :class:`LedgerRecord` is one decoded Kafka record: its :class:`Position` (topic, partition,
 offset) and its ``fact`` — an output of the posting engine (:class:`~salesledger.ledger.model.
 JournalEntry`, ``StockMovement``, ``ReceivableUpdate``, ``HeldItem``, ``PeriodLock``,
-``Release``), a :class:`PeriodAction` (lock / unlock / release with who and when), or a
+``Release``), a :class:`PeriodAction` (lock / unlock / release with who and when), a
+:class:`HeldEvent` (held / released / posted, the held topic), or a
 :class:`~salesledger.streams.deadletter.DeadLetter`.
 
 :func:`rows_of` turns a fact into rows of the accounting store's tables (``TABLES`` gives the
@@ -51,19 +52,38 @@ class Position:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PeriodAction:
-    """An audited period action: ``action`` is ``lock`` / ``unlock`` (with ``through``, the last
-    locked day) or ``release`` (with ``document_key``, ``"<type>:<number>"``); ``actor`` who,
-    ``at`` when (tz-aware)."""
+    """An audited period action (``schemas/period_action``, the control topic): ``action`` is
+    ``lock`` / ``unlock`` (with ``through``, the last locked day) or ``release`` (with
+    ``document_key``, ``"<type>:<number>"``); ``actor`` who, ``at`` when (tz-aware);
+    ``action_id`` the request's id (empty: derived from the content)."""
 
     action: str
     through: dt.date | None = None
     document_key: str | None = None
     actor: str | None = None
     at: dt.datetime | None = None
+    action_id: str = ""
 
 
-Fact = Union[JournalEntry, StockMovement, ReceivableUpdate, HeldItem, PeriodLock, Release,
-             PeriodAction, DeadLetter]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeldEvent:
+    """A change of the held queue (``schemas/held_document``, the held topic): ``status``
+    ``held`` | ``released`` (by ``changed_by``) | ``posted`` (left by itself) of the document
+    ``document_key`` at ``version``, waiting for ``reason``; ``since`` when it was held,
+    ``changed_at`` when the status changed (tz-aware)."""
+
+    document_key: str
+    status: str
+    reason: str
+    detail: str = ""
+    version: int | None = None
+    since: dt.datetime | None = None
+    changed_by: str | None = None
+    changed_at: dt.datetime | None = None
+
+
+Fact = Union[JournalEntry, StockMovement, ReceivableUpdate, HeldItem, HeldEvent, PeriodLock,
+             Release, PeriodAction, DeadLetter]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +103,9 @@ class LedgerRecord:
         ref = getattr(fact, "document", None) or getattr(fact, "by", None)
         if ref is not None and hasattr(ref, "type"):
             return f"{ref.type}:{ref.number}"
-        if isinstance(fact, HeldItem):
+        if isinstance(fact, (HeldItem, HeldEvent)):
+            return fact.document_key
+        if isinstance(fact, PeriodAction) and fact.document_key:
             return fact.document_key
         if isinstance(fact, DeadLetter):
             return fact.document_id
@@ -159,6 +181,8 @@ def rows_of(fact: Fact) -> list[tuple[str, Row]]:
         return [_receivable_row(fact)]
     if isinstance(fact, HeldItem):
         return [("held_documents", _held_row(fact))]
+    if isinstance(fact, HeldEvent):
+        return [("held_documents", _held_event_row(fact))]
     if isinstance(fact, PeriodLock):
         return _action_rows(PeriodAction(action="lock", through=fact.through, actor=fact.by,
                                          at=fact.at))
@@ -232,17 +256,24 @@ def _held_row(h: HeldItem) -> Row:
             payload)
 
 
+def _held_event_row(h: HeldEvent) -> Row:
+    if h.status not in ("held", "released", "posted"):
+        raise ValueError(f"unknown held status {h.status!r}")
+    changed = h.changed_at.isoformat() if h.changed_at else None
+    event_id = str(uuid.uuid5(SINK_NAMESPACE,
+                              f"held|{h.document_key}|v{h.version}|{h.status}|{changed}"))
+    return (event_id, h.status, h.document_key, h.version, h.reason, h.detail or None,
+            h.changed_by, h.changed_at or h.since, None)
+
+
 def _action_rows(a: PeriodAction) -> list[tuple[str, Row]]:
-    assert a.action in ("lock", "unlock", "release"), f"unknown period action {a.action!r}"
+    if a.action not in ("lock", "unlock", "release"):
+        raise ValueError(f"unknown period action {a.action!r}")
     at = a.at.isoformat() if a.at else None
-    action_id = str(uuid.uuid5(SINK_NAMESPACE, f"{a.action}|{a.through}|{a.document_key}|{a.actor}|{at}"))
-    rows: list[tuple[str, Row]] = [
-        ("period_actions", (action_id, a.action, a.through, a.document_key, a.actor, a.at))
-    ]
-    if a.action == "release":
-        rows.append(("held_documents", (action_id, "released", a.document_key, None, None, None,
-                                        a.actor, a.at, None)))
-    return rows
+    action_id = a.action_id or str(uuid.uuid5(
+        SINK_NAMESPACE, f"{a.action}|{a.through}|{a.document_key}|{a.actor}|{at}"))
+    # The held queue itself changes through HeldEvent records (the held topic), not here.
+    return [("period_actions", (action_id, a.action, a.through, a.document_key, a.actor, a.at))]
 
 
 def dead_letter_row(d: DeadLetter) -> Row:

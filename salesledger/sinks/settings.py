@@ -24,7 +24,8 @@ class SinkSettings(BaseSettings):
 
     consumer_group: str = "salesledger-sink"
     topics: tuple[str, ...] = (
-        "ledger.journal-entries", "ledger.stock-movements", "ledger.receivable-updates", "dlq",
+        "ledger.journal-entries", "ledger.stock-movements", "ledger.receivable-updates",
+        "held", "control", "dlq",
     )
     dead_letter_topic: str = "dlq"
     schema_name: str = Field(default="ledger", alias="SALESLEDGER_SINK_SCHEMA")

@@ -11,7 +11,7 @@ import pytest
 from salesledger.ledger.model import DocumentRef, ReceivableUpdate, StockMovement
 from salesledger.sinks.canonical import entry_sha256, entry_text, normalise_decimal, render_value
 from salesledger.sinks.decode import InvalidLedgerRecord, UnexpectedTopic, decode_record, from_datum
-from salesledger.sinks.records import entry_canonical, rows_of
+from salesledger.sinks.records import HeldEvent, PeriodAction, entry_canonical, rows_of
 from salesledger.sinks.settings import SinkSettings
 from salesledger.streams.deadletter import RejectedRecord, build_dead_letter
 from salesledger.streams.serde import AvroSerde
@@ -85,6 +85,15 @@ def test_decode_round_trips_every_ledger_topic():
         value = serde.encode(subject, dataclasses.asdict(fact))
         record = decode_record(topic, 2, 7, b"k", value)
         assert record.fact == fact and record.position.offset == 7 and record.value == value
+    held = HeldEvent(document_key="invoice:INV-1", status="posted", reason="no_exchange_rate",
+                     detail="", version=77, since=dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+                     changed_at=dt.datetime(2026, 1, 3, tzinfo=dt.UTC))
+    action = PeriodAction(action="lock", through=dt.date(2026, 1, 31), actor="me",
+                          at=dt.datetime(2026, 2, 1, tzinfo=dt.UTC), action_id="a-1")
+    for topic, subject, fact in (("sl.held", "held_document", held),
+                                 ("sl.control", "period_action", action)):
+        value = serde.encode(subject, dataclasses.asdict(fact))
+        assert decode_record(topic, 0, 1, None, value).fact == fact
     dead = build_dead_letter("undecodable", topic="x", partition=0, offset=1, key=None,
                              value=b"\x00", message="garbage",
                              first_seen=dt.datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=dt.UTC))

@@ -169,3 +169,11 @@ def test_held_queue_shows_documents_whose_last_event_is_held(store, sink_connect
         keys = conn.execute(sql.SQL("SELECT document_key FROM {}").format(
             sql.Identifier(store, "held_queue"))).fetchall()
     assert keys == [("invoice:INV-2",)]
+
+
+def test_held_status_posted_is_allowed_other_words_are_not(store, sink_connect):
+    insert = ("INSERT INTO held_documents (event_id, action, document_key, reason) VALUES"
+              " (%s, %s, 'invoice:INV-3', 'no_exchange_rate')")
+    _exec(sink_connect, store, insert, ("p1", "posted"))
+    with pytest.raises(errors.CheckViolation, match="held_documents_action_check"):
+        _exec(sink_connect, store, insert, ("p2", "forgotten"))

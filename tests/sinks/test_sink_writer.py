@@ -21,7 +21,7 @@ from salesledger.ledger.model import (
     StockMovement,
 )
 from salesledger.sinks import metrics
-from salesledger.sinks.records import LedgerRecord, Position
+from salesledger.sinks.records import HeldEvent, LedgerRecord, PeriodAction, Position
 from salesledger.sinks.writer import LedgerWriter, StoreUnavailable, load_offsets
 
 from sink_factories import count, make_entry, records
@@ -141,6 +141,11 @@ def test_subledger_facts_are_stored_once(store, sink_connect, owner_conn):
                    by="chief.accountant"),
         Release(document_key="invoice:INV-8", at=dt.datetime(2026, 2, 2, tzinfo=dt.UTC),
                 by="chief.accountant"),
+        HeldEvent(document_key="invoice:INV-8", status="released", reason="period_locked",
+                  version=12, changed_by="chief.accountant",
+                  changed_at=dt.datetime(2026, 2, 2, tzinfo=dt.UTC)),
+        PeriodAction(action="unlock", through=dt.date(2026, 1, 31), actor="chief.accountant",
+                     at=dt.datetime(2026, 2, 3, tzinfo=dt.UTC), action_id="req-1"),
     ]
     writer = _writer(sink_connect, store)
     writer.write(records(facts))
@@ -148,7 +153,11 @@ def test_subledger_facts_are_stored_once(store, sink_connect, owner_conn):
     got = {t: count(owner_conn, store, t) for t in (
         "stock_ledger", "receivable_items", "advances", "held_documents", "period_actions")}
     assert got == {"stock_ledger": 1, "receivable_items": 1, "advances": 1,
-                   "held_documents": 2, "period_actions": 2}
+                   "held_documents": 2, "period_actions": 3}
+    actions = owner_conn.execute(sql.SQL("SELECT action, actor FROM {} ORDER BY occurred_at")
+                                 .format(sql.Identifier(store, "period_actions"))).fetchall()
+    assert actions == [("lock", "chief.accountant"), ("release", "chief.accountant"),
+                       ("unlock", "chief.accountant")]
     assert count(owner_conn, store, "held_queue") == 0  # held, then released
     qty = owner_conn.execute(sql.SQL("SELECT quantity, value FROM {}").format(
         sql.Identifier(store, "stock_ledger"))).fetchone()
