@@ -50,7 +50,7 @@ def _report(line: str) -> None:
 def status_table(rows: list) -> Table:
     """The status rows as a rich table."""
     table = Table(title="salesledger stack")
-    for column in ("service", "pid", "port", "health", "version", "rss", "detail"):
+    for column in ("service", "pid", "port", "health", "version", "memory", "detail"):
         table.add_column(column, overflow="fold")
     for row in rows:
         if row.health.healthy:

@@ -29,7 +29,8 @@ class Health:
 
 @dataclass(frozen=True)
 class ServiceStatus:
-    """One row of ``salesledger stack status``. ``rss_kib`` is the resident memory of the pid."""
+    """One row of ``salesledger stack status``. ``rss_kib``: resident memory of the pid and its
+    child processes."""
 
     name: str
     pid: int | None
@@ -208,4 +209,4 @@ class Service:
             except Exception as exc:
                 health = Health(False, f"{type(exc).__name__}: {exc}")
         return ServiceStatus(self.name, pid, self.port, health, self.log_path,
-                             process.rss_kib(pid) if pid else None, self.required)
+                             process.rss_tree_kib(pid) if pid else None, self.required)

@@ -9,6 +9,7 @@ Both JVMs carry the Prometheus JMX exporter as ``-javaagent``.
 from __future__ import annotations
 
 import base64
+import logging
 import subprocess
 import uuid
 from pathlib import Path
@@ -21,6 +22,11 @@ from salesledger.stack.base import Health, Service, deploy_file, find_java
 
 _ADMIN_TIMEOUT_S = 15.0
 HEALTH_TOPIC_PREFIX = "_sl-health-"
+
+# librdkafka logs every refused connection to stderr; a probe reports failures itself.
+_PROBE_LOGGER = logging.getLogger("salesledger.stack.kafka.probe")
+_PROBE_LOGGER.addHandler(logging.NullHandler())
+_PROBE_LOGGER.propagate = False
 
 
 class JvmService(Service):
@@ -125,6 +131,12 @@ class KafkaService(JvmService):
             for profile in ("run", "test"):
                 apply_topics(self.settings, profile=profile)
 
+    def ready(self) -> Health:
+        """The broker's port accepts connections, then the full round trip."""
+        if not process.wait_port_open(self.settings.host, self.port):
+            return Health(False, f"port {self.port} not accepting connections yet")
+        return self.health()
+
     def health(self) -> Health:
         """Create a fresh topic, produce one record, consume it back, delete the topic."""
         return kafka_round_trip(self.settings.kafka_bootstrap, self.version())
@@ -137,7 +149,8 @@ def _new_cluster_id() -> str:
 
 def kafka_round_trip(bootstrap: str, version: str | None) -> Health:
     """Produce/consume one record on a fresh topic ``_sl-health-<uuid>`` (deleted afterwards)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000,
+                         "logger": _PROBE_LOGGER})
     metadata = admin.list_topics(timeout=_ADMIN_TIMEOUT_S)
     if not metadata.brokers:
         return Health(False, "no broker in metadata", version)
@@ -148,12 +161,14 @@ def kafka_round_trip(bootstrap: str, version: str | None) -> Health:
     try:
         payload = uuid.uuid4().hex.encode()
         producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
-                             "enable.idempotence": True, "message.timeout.ms": 15000})
+                             "enable.idempotence": True, "message.timeout.ms": 15000,
+                             "logger": _PROBE_LOGGER})
         producer.produce(topic, value=payload, key=b"health")
         if producer.flush(20.0) != 0:
             return Health(False, "produce did not complete", version)
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-reader",
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                             "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                             "logger": _PROBE_LOGGER})
         try:
             consumer.assign([TopicPartition(topic, 0, 0)])
             for _ in range(30):

@@ -245,14 +245,15 @@ def reset_all(settings: Settings, report: Reporter = lambda _: None) -> None:
     home = cluster_home(settings)
     for path in (settings.stack_dir / "postgresql", settings.stack_dir / "kafka",
                  settings.stack_dir / "connect", settings.stack_dir / "prometheus",
-                 settings.stack_dir / "registry", settings.stack_dir / "run"):
+                 settings.stack_dir / "registry" / "data", settings.stack_dir / "run"):
         if path.is_symlink():
             path.unlink()
         elif path.exists():
             shutil.rmtree(path)
     if home.exists():
         shutil.rmtree(home)
-    report(f"all data deleted under {settings.stack_dir} (kept: lib/, secrets/, logs/)")
+    report(f"all data deleted under {settings.stack_dir} "
+           "(kept: lib/, registry/build/, secrets/, logs/)")
 
 
 __all__ = ["UpEvent", "services", "service_by_name", "up", "down", "status", "all_healthy",

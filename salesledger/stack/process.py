@@ -69,6 +69,41 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
+def pss_kib(pid: int) -> int | None:
+    """Proportional set size of ``pid`` in KiB (shared pages divided among their users), from
+    /proc/<pid>/smaps_rollup; falls back to RSS where that file is missing."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        return rss_kib(pid)
+    return rss_kib(pid)
+
+
+def rss_tree_kib(pid: int) -> int | None:
+    """Memory of ``pid`` and all its descendants in KiB (PostgreSQL's backends), as PSS so that
+    shared memory (PostgreSQL's shared buffers) is counted once."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[-1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(proc.name))
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        total += pss_kib(current) or 0
+        todo.extend(children.get(current, []))
+    return total or None
+
+
 def port_in_use(host: str, port: int) -> bool:
     """True when something already listens on (or holds) ``host:port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

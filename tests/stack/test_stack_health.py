@@ -165,3 +165,24 @@ def test_prometheus_scrapes_kafka_and_debezium_jmx(settings):
     assert {r["metric"]["job"] for r in query("up == 1")} >= {"kafka-broker", "kafka-connect"}
     assert query("kafka_server_brokertopicmetrics_messagesin_total")
     assert query('jvm_memory_used_bytes{job="kafka-connect"}')
+
+
+@pytest.mark.stack
+def test_logs_cli_prints_a_service_log_and_refuses_unknown(settings):
+    result = subprocess.run(SALESLEDGER + ["stack", "logs", "kafka", "--lines", "5"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert 0 < len(result.stdout.splitlines()) <= 5
+    missing = subprocess.run(SALESLEDGER + ["stack", "logs", "no-such-service"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "no-such-service.log" in missing.stderr
+
+
+@pytest.mark.stack
+def test_stack_up_is_idempotent_on_the_shared_stack(settings):
+    pids = {p.name: p.read_text() for p in (settings.stack_dir / "run").glob("*.pid")}
+    result = subprocess.run(SALESLEDGER + ["stack", "up"], capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "starting" not in result.stdout
+    assert {p.name: p.read_text() for p in (settings.stack_dir / "run").glob("*.pid")} == pids
