@@ -256,19 +256,26 @@ def cdc_topic_prefix(topic_prefix: str) -> str:
 
 def connector_values(settings, *, name: str | None = None, slot: str | None = None,
                      snapshot_mode: str = SNAPSHOT_MODE,
-                     heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS) -> dict[str, str]:
+                     heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS,
+                     tables: list[tuple[str, str]] | None = None) -> dict[str, str]:
     """The template values for ``settings`` (a :class:`salesledger.config.Settings`).
 
     ``table_include_list`` comes from the publication in the profile's sales database, so the
     database must be migrated first. ``snapshot_mode`` ``initial`` (go-live: read the existing
     rows once, then stream; master data and open documents become known) is the default.
 
+    ``tables`` narrows the capture to some of the publication's (schema, table) pairs.
+
     Raises:
-        ValueError: the publication is missing or empty (run ``salesledger salesdb migrate``).
+        ValueError: the publication is missing or empty (run ``salesledger salesdb migrate``),
+            or ``tables`` names a table it does not hold.
     """
     from salesledger.salesdb.capture import publication_tables
 
-    tables = publication_tables(settings.dsn("sales", "owner"), PUBLICATION)
+    published = publication_tables(settings.dsn("sales", "owner"), PUBLICATION)
+    if tables is not None and not set(tables) <= set(published):
+        raise ValueError(f"not in publication {PUBLICATION}: {sorted(set(tables) - set(published))}")
+    tables = published if tables is None else list(tables)
     prefix = settings.topic_prefix
     return {
         "connector_name": name or connector_name(prefix),

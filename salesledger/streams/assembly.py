@@ -162,6 +162,7 @@ CHILD_TABLES: dict[str, _ChildTable] = {
     "sales.stock_write_off_lines": _ChildTable("write_off", "stock_write_off_line_id",
                                                "stock_write_off_id"),
 }
+_HEADER_PK = {spec.doc_type: spec.pk for spec in HEADER_TABLES.values()}
 #: Every table assembly reads (the connector captures more: master data, heartbeat).
 DOCUMENT_TABLES = frozenset(HEADER_TABLES) | frozenset(CHILD_TABLES)
 #: Document types whose first postable version needs at least one line.
@@ -642,7 +643,7 @@ def build_document(doc_type: str, header: Row, children: list[Row], *, version: 
             value Debezium did not send, an empty key column (:class:`DocumentUnbuildable`).
     """
     currency = _text(header, "currency") if "currency" in header else functional_currency
-    pk = next(spec.pk for spec in HEADER_TABLES.values() if spec.doc_type == doc_type)
+    pk = _HEADER_PK[doc_type]
     common = _common(header, pk, version=version, source=source, currency=currency)
     try:
         return _BUILDERS[doc_type](header, children, common)

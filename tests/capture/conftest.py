@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -113,6 +113,7 @@ class Capture:
     cdc_prefix: str
     client: Any
     settings: Any
+    overrides: dict = field(default_factory=lambda: {"snapshot_mode": "no_data"})
 
     def topic(self, table: str) -> str:
         return f"{self.cdc_prefix}.sales.{table}"
@@ -125,22 +126,26 @@ class Capture:
         topics = [self.topic(t) for t in tables] + ([self.transaction_topic] if transactions else [])
         return TopicReader(self.settings.kafka_bootstrap, topics)
 
-    def values(self, **overrides) -> dict[str, str]:
-        """The connector template values of this test connector (stream only, no snapshot)."""
+    def values(self) -> dict[str, str]:
+        """The connector template values of this test connector."""
         from salesledger import connect
 
         return connect.connector_values(self.settings, name=self.name, slot=self.slot,
-                                        snapshot_mode="no_data", **overrides)
+                                        **self.overrides)
 
-    def register(self, **overrides) -> Any:
+    def register(self) -> Any:
+        """Apply this connector's config (again) and wait until it runs."""
         from salesledger import connect
 
         return connect.register(self.settings, name=self.name, slot=self.slot,
-                                snapshot_mode="no_data", client=self.client, **overrides)
+                                client=self.client, **self.overrides)
 
 
 def start_capture(settings, sales_dsn: str, label: str, **overrides) -> Capture:
-    """Register a uniquely named connector and wait until it runs and its slot exists."""
+    """Register a uniquely named connector and wait until it runs and its slot exists.
+
+    ``overrides`` go to :func:`salesledger.connect.connector_values`; the snapshot mode is
+    ``no_data`` unless given (a new connector must not re-read the whole test database)."""
     from salesledger import connect
     from salesledger.salesdb.capture import slot_info
 
@@ -151,8 +156,9 @@ def start_capture(settings, sales_dsn: str, label: str, **overrides) -> Capture:
         cdc_prefix=connect.cdc_topic_prefix(settings.topic_prefix),
         client=connect.ConnectClient(settings.connect_url),
         settings=settings,
+        overrides={"snapshot_mode": "no_data", **overrides},
     )
-    capture.register(**overrides)
+    capture.register()
     deadline = time.monotonic() + 120
     while slot_info(sales_dsn, capture.slot) is None or not slot_info(sales_dsn, capture.slot).active:
         assert time.monotonic() < deadline, f"slot {capture.slot} not active"
