@@ -138,3 +138,42 @@ def test_CDC_13_captured_events_before_and_after_add_column_both_assemble():
     created = [e for e in out if e.operation == "created"]
     assert len(created) == 2
     assert all(len(e.document.lines) == 1 for e in created)
+
+
+_ALL_KINDS = [
+    ("goods_receipt", "created"), ("invoice", "created"), ("payment", "created"),
+    ("payment", "changed"), ("return", "created"), ("write_off", "created"),
+    ("invoice", "changed"), ("payment", "cancelled"), ("write_off", "deleted"),
+    ("invoice", "created"),
+]
+
+
+@pytest.mark.parametrize("order", [lambda e: e, markers_first, rows_first])
+def test_captured_every_kind_and_operation_in_commit_order(order):
+    out = assemble(order(load("all_kinds")))
+    assert [(e.key.split(":")[0], e.operation) for e in out] == _ALL_KINDS
+    assert [e.version for e in out] == sorted(e.version for e in out)
+    assert len({e.key for e in out}) == 6
+    by_op = {(e.key.split(":")[0], e.operation): e.document for e in out}
+    assert by_op[("payment", "cancelled")].status == "cancelled"
+    assert by_op[("write_off", "deleted")].status == "deleted"
+    assert by_op[("invoice", "changed")].lines[0].qty == Decimal("3.000")
+
+
+def test_captured_draft_goods_receipt_is_emitted_once_posted():
+    events = load("all_kinds")
+    receipt_rows = [e for e in events if isinstance(e, ChangeEvent)
+                    and e.source.table.startswith("goods_receipt")]
+    assert {e.source.tx_id for e in receipt_rows} and len({e.source.tx_id for e in receipt_rows}) == 3
+    out = [e for e in assemble(events) if e.key.startswith("goods_receipt:")]
+    assert [(e.operation, len(e.document.lines)) for e in out] == [("created", 2)]
+    assert out[0].version[0] > min(e.source.lsn for e in receipt_rows)
+
+
+def test_captured_snapshot_rows_emit_without_a_transaction():
+    events = load("snapshot_write_off")
+    assert all(isinstance(e, ChangeEvent) and e.op is Op.READ and e.transaction is None
+               for e in events)
+    assembler = DocumentAssembler()
+    out = assemble(events, assembler) + assembler.flush_snapshot()
+    assert [(e.operation, e.snapshot, len(e.document.lines)) for e in out] == [("created", True, 2)]
