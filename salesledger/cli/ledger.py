@@ -2,7 +2,7 @@
 
 - ``ledger migrate [--schema S]``: apply the store's numbered migrations (as the owner role).
 - ``ledger check [--format json] [--schema S]``: entries, unbalanced, duplicates, totals; exit 1
-  if anything is off.
+  if anything is off, 2 if the schema has no ledger.
 - ``ledger sink``: run one sink worker until SIGTERM (settings ``SALESLEDGER_SINK_*``).
 - ``ledger-hash [--schema S]``: sha256 of the canonical ledger, as the last line of output.
 """
@@ -31,6 +31,12 @@ def _connect(role: str) -> psycopg.Connection:
                            connect_timeout=10)
 
 
+def _no_schema(schema: str) -> typer.Exit:
+    typer.echo(f"schema {schema!r} has no ledger tables: run `salesledger ledger migrate "
+               f"--schema {schema}` first", err=True)
+    return typer.Exit(2)
+
+
 @app.command("migrate")
 def migrate(schema: str = typer.Option("ledger", help="Target schema.")) -> None:
     """Apply the accounting store's migrations (deploy/sql/accounting) in order."""
@@ -53,8 +59,11 @@ def check(
     Exit code 1 if anything is off."""
     from salesledger.sinks.audit import check_ledger
 
-    with _connect("reporting") as conn:
-        result = check_ledger(conn, schema)
+    try:
+        with _connect("reporting") as conn:
+            result = check_ledger(conn, schema)
+    except psycopg.errors.UndefinedTable:
+        raise _no_schema(schema) from None
     if output is OutputFormat.json:
         typer.echo(json.dumps(result.as_json(), sort_keys=True))
     else:
@@ -86,8 +95,11 @@ def ledger_hash(
     line."""
     from salesledger.sinks.audit import ledger_hash as compute
 
-    with _connect("reporting") as conn:
-        digest, entries, lines = compute(conn, schema)
+    try:
+        with _connect("reporting") as conn:
+            digest, entries, lines = compute(conn, schema)
+    except psycopg.errors.UndefinedTable:
+        raise _no_schema(schema) from None
     typer.echo(f"schema {schema}: {entries} entries, {lines} lines")
     typer.echo(digest)
 

@@ -172,7 +172,11 @@ class SinkWorker:
     def _poll_once(self) -> None:
         # 2. Consume and decode into the pending batch.
         room = max(1, min(_CONSUME_MAX, self.sink.batch_rows_max - self._batch_rows))
-        for msg in self._consumer.consume(room, timeout=self.sink.poll_ms / 1000):
+        wait_ms = self.sink.poll_ms
+        if self._batch:  # never wait past the batch's linger deadline
+            elapsed_ms = (time.monotonic() - self._batch_started) * 1000
+            wait_ms = max(0.0, min(wait_ms, self.sink.batch_linger_ms - elapsed_ms))
+        for msg in self._consumer.consume(room, timeout=wait_ms / 1000):
             if msg.error():
                 log.warning("consumer error: %s", msg.error())
                 continue
