@@ -7,6 +7,7 @@ Sources of every rule: ``../shared/golden/README.md`` ("Conventions", "Fine poin
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import replace
 from decimal import Decimal
@@ -78,7 +79,7 @@ class Tx:
         self.entries: list[JournalEntry] = []
         self.movements: list[StockMovement] = []
         self.updates: list[ReceivableUpdate] = []
-        self.own: dict[str, Any] = {"posted": False}
+        self.own: dict[str, Any] = {}
         self.rate: Decimal | None = None
 
     # ---- reads and writes
@@ -341,6 +342,8 @@ def apply_document(tx: Tx, doc: Any, *, released: bool) -> None:
             day = tx.open_date(doc.date, released)
             POST[doc.doc_type](tx, doc, day, tx.rate_for(doc))
         return
+    if same_substance(rec.document, doc):
+        return  # a new version that changes nothing the ledger uses (another column, a touch)
     if not tx.state.is_locked(rec.accounting_date):
         day = tx.open_date(doc.date, released) if doc.status == "active" else rec.accounting_date
         rate = tx.rate_for(doc) if doc.status == "active" else None
@@ -362,6 +365,21 @@ def apply_document(tx: Tx, doc: Any, *, released: bool) -> None:
         POST[doc.doc_type](tx, doc, day, rate)
     elif isinstance(doc, Invoice):
         settle_item(tx, rec.document.customer, doc.number, day)
+
+
+_NOT_SUBSTANCE = frozenset({"version", "source", "entered_at"})
+
+
+def same_substance(old: Any, new: Any) -> bool:
+    """True when two versions of a document differ only in version, source position or entry
+    time: nothing to reverse or post again."""
+    if type(old) is not type(new):
+        return False
+    return all(
+        getattr(old, f.name) == getattr(new, f.name)
+        for f in dataclasses.fields(old)
+        if f.name not in _NOT_SUBSTANCE
+    )
 
 
 # --------------------------------------------------------------------------- invoices

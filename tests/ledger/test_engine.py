@@ -284,3 +284,13 @@ def test_payment_edit_in_open_period_reverses_and_replaces() -> None:
     kinds = sorted(e.kind for e in res[-1].entries)
     assert kinds == ["payment", "reversal"]
     assert state.customers["C1"].open_items["INV-1"].open == D("29.00")
+
+
+def test_new_version_without_substantive_change_posts_nothing() -> None:
+    from salesledger.ledger.model import SourcePosition
+
+    state, res = run(OPEN, invoice(), dataclasses.replace(invoice(), version=2, source=SourcePosition(lsn=99)))
+    assert res[-1].status == "posted" and res[-1].entries == ()
+    assert state.documents["invoice:INV-1"].document.version == 2
+    state, res = run(invoice(version=3, lines=(("A", "4", "5.00", "18"),)), state=state)
+    assert sorted(e.kind for e in res[-1].entries) == ["cogs", "revenue", "reversal", "reversal"]

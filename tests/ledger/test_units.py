@@ -151,3 +151,12 @@ def test_business_date_in_asia_baku() -> None:
     assert S.business_date(dt.datetime(2026, 3, 1, 19, 59, tzinfo=utc)) == dt.date(2026, 3, 1)
     with pytest.raises(ValueError):
         S.business_date(dt.datetime(2026, 3, 1, 12, 0))
+
+
+def test_entry_id_is_rfc4122_uuid5() -> None:
+    import uuid
+
+    from salesledger.ledger.model import ENTRY_NAMESPACE, entry_id_for
+
+    for args in [("invoice", "INV-1", 1, "sale.revenue"), ("payment", "P/7", 12, "reversal:x"), ("return", "ä", 3, "r")]:
+        assert entry_id_for(*args) == str(uuid.uuid5(ENTRY_NAMESPACE, f"{args[0]}:{args[1]}:v{args[2]}:{args[3]}"))
