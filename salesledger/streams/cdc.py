@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import json
 import struct
@@ -97,6 +98,8 @@ _EPOCH_DATE: Final = date(1970, 1, 1)
 _EPOCH: Final = datetime(1970, 1, 1)
 #: Bound on nesting depth of Connect schemas (arrays of structs of ...).
 _DEPTH_MAX: Final = 32
+#: Bound on compiled schemas cached per decoder (one per table and schema version).
+_SCHEMA_CACHE_MAX: Final = 256
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,45 +485,59 @@ class _Decoder:
         self.placeholder_bytes = placeholder.encode()
 
     def value(self, schema: Mapping[str, Any], value: Any, path: str, depth: int = 0) -> Any:
+        """Decode one ``value`` of ``schema`` (compiles the schema; see :meth:`compile`)."""
+        return self.compile(schema, path, depth)(value)
+
+    def compile(self, schema: Mapping[str, Any], path: str = "$",
+                depth: int = 0) -> Callable[[Any], Any]:
+        """Compile the walk of ``schema`` once; the result decodes any payload of it.
+
+        Raises:
+            UnknownLogicalType: at compile time, so even a null value of such a type is loud.
+        """
         assert depth < _DEPTH_MAX, f"{path}: schema nested deeper than {_DEPTH_MAX}"
-        name = schema.get("name")
-        kind = schema.get("type")
+        name, kind = schema.get("name"), schema.get("type")
         handler = _LOGICAL.get(name) if name is not None else None
         if name is not None and handler is None and kind != "struct" and name not in _PASSTHROUGH:
-            # loud even for a null value: the schema itself is not understood
             raise UnknownLogicalType(f"{path}: logical type {name!r} (on {kind}) is not known")
-        if value is None:
-            return None
-        if isinstance(value, str) and value == self.placeholder and kind != "string":
-            return UNAVAILABLE  # a non-text column with the text placeholder (arrays, json)
+        placeholder = self.placeholder
+        body: Callable[[Any], Any]
         if handler is not None:
-            return handler(self, schema, value, path)
-        match kind:
-            case "struct":
-                return self.struct(schema, value, path, depth)
-            case "array":
+            body = functools.partial(handler, self, schema, path=path)
+        elif kind == "struct":
+            fields = tuple((f["field"], self.compile(f, f"{path}.{f['field']}", depth + 1))
+                           for f in schema.get("fields") or ())
+
+            def body(value: Any) -> Any:
+                if not isinstance(value, dict):
+                    raise MalformedEnvelope(f"{path}: expected a struct, got {type(value).__name__}")
+                return {fname: decode(value.get(fname)) for fname, decode in fields}
+        elif kind == "array":
+            item = self.compile(schema.get("items") or {}, f"{path}[]", depth + 1)
+
+            def body(value: Any) -> Any:
                 if not isinstance(value, list):
                     raise MalformedEnvelope(f"{path}: expected an array")
-                if value and all(v == self.placeholder for v in value):
+                if value and all(v == placeholder for v in value):
                     return UNAVAILABLE
-                items = schema.get("items") or {}
-                return tuple(self.value(items, v, f"{path}[{i}]", depth + 1)
-                             for i, v in enumerate(value))
-            case "map":
-                return self.map(schema, value, path, depth)
-            case _:
-                return self.primitive(kind, value, path)
+                return tuple(item(v) for v in value)
+        elif kind == "map":
+            body = functools.partial(self.map, schema, path=path, depth=depth)
+        else:
+            body = functools.partial(self.primitive, kind, path=path)
 
-    def struct(self, schema: Mapping[str, Any], value: Any, path: str, depth: int) -> dict:
-        if not isinstance(value, dict):
-            raise MalformedEnvelope(f"{path}: expected a struct, got {type(value).__name__}")
-        out = {}
-        for field in schema.get("fields") or ():
-            fname = field["field"]
-            out[fname] = self.value(field, value.get(fname), f"{path}.{fname}", depth + 1)
-        return out
+        if kind == "string":
+            return lambda value: None if value is None else body(value)
 
-    def map(self, schema: Mapping[str, Any], value: Any, path: str, depth: int) -> dict:
+        def decode(value: Any) -> Any:
+            if value is None:
+                return None
+            if value.__class__ is str and value == placeholder:
+                return UNAVAILABLE  # a non-text column with the text placeholder (arrays, json)
+            return body(value)
+        return decode
+
+    def map(self, schema: Mapping[str, Any], value: Any, *, path: str, depth: int) -> dict:
         values = schema.get("values") or {}
         if isinstance(value, dict):  # string keys: a JSON object
             return {k: self.value(values, v, f"{path}[{k}]", depth + 1) for k, v in value.items()}
@@ -530,7 +547,7 @@ class _Decoder:
                     for k, v in value}
         raise MalformedEnvelope(f"{path}: expected a map")
 
-    def primitive(self, kind: Any, value: Any, path: str) -> Any:
+    def primitive(self, kind: Any, value: Any, *, path: str) -> Any:
         match kind:
             case "int8" | "int16" | "int32" | "int64":
                 if isinstance(value, bool) or not isinstance(value, int):
@@ -556,7 +573,7 @@ class _Decoder:
         raise MalformedEnvelope(f"{path}: unknown Connect schema type {kind!r}")
 
     # --- logical types -------------------------------------------------------------------
-    def decimal(self, schema: Mapping[str, Any], value: Any, path: str) -> Any:
+    def decimal(self, schema: Mapping[str, Any], value: Any, *, path: str) -> Any:
         params = schema.get("parameters") or {}
         try:
             scale = int(params["scale"])
@@ -572,7 +589,7 @@ class _Decoder:
             return UNAVAILABLE
         return _decimal_from_unscaled(raw, scale)
 
-    def variable_scale_decimal(self, schema: Mapping[str, Any], value: Any, path: str) -> Any:
+    def variable_scale_decimal(self, schema: Mapping[str, Any], value: Any, *, path: str) -> Any:
         if not isinstance(value, dict) or "scale" not in value or "value" not in value:
             raise MalformedEnvelope(f"{path}: VariableScaleDecimal must be {{scale, value}}")
         scale = value["scale"]
@@ -583,7 +600,7 @@ class _Decoder:
             return UNAVAILABLE
         return _decimal_from_unscaled(raw, scale)
 
-    def epoch(self, schema: Mapping[str, Any], value: Any, path: str) -> Any:
+    def epoch(self, schema: Mapping[str, Any], value: Any, *, path: str) -> Any:
         name = schema["name"]
         if isinstance(value, bool) or not isinstance(value, int):
             raise MalformedEnvelope(f"{path}: {name} expects an integer, got {value!r:.40}")
@@ -598,7 +615,7 @@ class _Decoder:
             return delta
         return _EPOCH + delta  # naive wall clock of a timestamp without time zone
 
-    def iso_text(self, schema: Mapping[str, Any], value: Any, path: str) -> Any:
+    def iso_text(self, schema: Mapping[str, Any], value: Any, *, path: str) -> Any:
         name = schema["name"]
         if not isinstance(value, str):
             raise MalformedEnvelope(f"{path}: {name} expects ISO-8601 text")
@@ -631,7 +648,7 @@ _TIME_OF_DAY: Final = frozenset({
     "io.debezium.time.Time", "org.apache.kafka.connect.data.Time",
     "io.debezium.time.MicroTime", "io.debezium.time.NanoTime",
 })
-_LOGICAL: Final[dict[str, Callable[[_Decoder, Mapping[str, Any], Any, str], Any]]] = {
+_LOGICAL: Final[dict[str, Callable[..., Any]]] = {
     "org.apache.kafka.connect.data.Decimal": _Decoder.decimal,
     "io.debezium.data.VariableScaleDecimal": _Decoder.variable_scale_decimal,
     **{name: _Decoder.epoch for name in _EPOCH_UNITS},
@@ -722,6 +739,9 @@ class ConnectDecoder:
             raise ValueError("the avro-confluent converter needs a schema_lookup")
         self._schema_lookup = schema_lookup
         self._decoder = _Decoder(placeholder)
+        # schema text (JSON) or Avro schema id -> (Connect schema, compiled decoder)
+        self._compiled: dict[bytes | int, tuple[Mapping[str, Any], Callable[[Any], Any]]] = {}
+        self._avro_parsed: dict[int, Any] = {}
 
     def decode(self, data: bytes | None) -> ConnectValue | None:
         """Decode one key or value; ``None`` for a null (tombstone value, keyless record)."""
@@ -731,6 +751,10 @@ class ConnectDecoder:
             return self._decode_avro(data)
         if len(data) >= 5 and data[0] == 0 or data[:2] == b"\xc3\x01":
             raise self._mismatch(data)
+        if self.converter is Converter.JSON_SCHEMA:
+            fast = self._decode_split(data)
+            if fast is not None:
+                return fast
         try:
             parsed = _loads(data)
         except (UnicodeDecodeError, ValueError):
@@ -750,6 +774,35 @@ class ConnectDecoder:
         if not isinstance(schema, dict) or "type" not in schema:
             raise MalformedEnvelope("JsonConverter schema is not a Connect schema object")
         return ConnectValue(schema, self._decoder.value(schema, parsed["payload"], "$"))
+
+    def _decode_split(self, data: bytes) -> ConnectValue | None:
+        """Fast path for JsonConverter's compact output ``{"schema":S,"payload":P}``: the schema
+        text S repeats record after record, so its compiled decoder is cached by that text and
+        only P is parsed. ``None`` when the bytes do not split cleanly (the caller then parses
+        the whole record)."""
+        if not (data.startswith(b'{"schema":{') and data.endswith(b"}")):
+            return None
+        cut = data.find(b',"payload":')
+        if cut < 0:
+            return None
+        schema_text = data[10:cut]
+        cached = self._compiled.get(schema_text)
+        if cached is None:
+            try:
+                schema = _loads(schema_text)
+            except (UnicodeDecodeError, ValueError):
+                return None
+            if not isinstance(schema, dict) or "type" not in schema:
+                return None
+            if len(self._compiled) >= _SCHEMA_CACHE_MAX:
+                self._compiled.clear()
+            cached = self._compiled[schema_text] = (schema, self._decoder.compile(schema))
+        try:
+            payload = _loads(data[cut + 11:-1])
+        except (UnicodeDecodeError, ValueError):
+            return None
+        schema, decode = cached
+        return ConnectValue(schema, decode(payload))
 
     def _mismatch(self, data: bytes) -> ConverterMismatch:
         return ConverterMismatch(
@@ -771,13 +824,22 @@ class ConnectDecoder:
             from salesledger.streams.serde import UnknownSchema
 
             raise UnknownSchema(f"no Avro schema with id {schema_id}") from None
+        cached = self._compiled.get(schema_id)
+        if cached is None:
+            parsed = fastavro.parse_schema(
+                dict(avro_schema) if isinstance(avro_schema, Mapping) else avro_schema)
+            schema = _connect_schema_from_avro(avro_schema, {})
+            if len(self._compiled) >= _SCHEMA_CACHE_MAX:
+                self._compiled.clear()
+                self._avro_parsed.clear()
+            cached = self._compiled[schema_id] = (schema, self._decoder.compile(schema))
+            self._avro_parsed[schema_id] = parsed
         try:
-            datum = fastavro.schemaless_reader(io.BytesIO(data[5:]), fastavro.parse_schema(
-                dict(avro_schema) if isinstance(avro_schema, Mapping) else avro_schema))
+            datum = fastavro.schemaless_reader(io.BytesIO(data[5:]), self._avro_parsed[schema_id])
         except Exception as exc:  # fastavro raises many types on a body that is not its schema
             raise Undecodable(f"Avro body does not match schema id {schema_id}: {exc}") from None
-        schema = _connect_schema_from_avro(avro_schema, {})
-        return ConnectValue(schema, self._decoder.value(schema, datum, "$"))
+        schema, decode = cached
+        return ConnectValue(schema, decode(datum))
 
 
 _AVRO_PRIMITIVES: Final = {"int": "int32", "long": "int64", "string": "string",
