@@ -478,7 +478,7 @@ def _raw_bytes(value: Any, path: str) -> bytes:
 
 
 class _Decoder:
-    """Walks one Connect schema alongside its payload."""
+    """Compiles Connect schemas into decoders of their payloads (logical types, placeholders)."""
 
     def __init__(self, placeholder: str) -> None:
         self.placeholder = placeholder
