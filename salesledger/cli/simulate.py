@@ -43,6 +43,15 @@ def parse_speed(text: str) -> float:
     return value
 
 
+def speed_for(plan, within_s: float) -> float:
+    """The speed at which ``plan``'s simulated span (first to last step) takes ``within_s``
+    wall seconds (at least 1×)."""
+    if len(plan.steps) < 2:
+        return math.inf
+    span_s = (plan.steps[-1].at - plan.steps[0].at).total_seconds()
+    return max(span_s / within_s, 1.0)
+
+
 def simulate(
     dataset: str = typer.Option("online-retail", "--dataset", help="Dataset to replay."),
     path: Path = PATH_OPTION,
@@ -54,6 +63,9 @@ def simulate(
     days: Optional[int] = DAYS_OPTION,
     since: Optional[dt.datetime] = SINCE_OPTION,
     seed: Optional[int] = typer.Option(None, "--seed", help="Model seed (default: the latest load's, else 42)."),
+    within: Optional[float] = typer.Option(None, "--within", min=1,
+                                           help="Pick the speed so the replay lasts about this many "
+                                                "seconds (overrides --speed)."),
     summary_json: Optional[Path] = typer.Option(None, "--summary-json", help="Write the summary here."),
     profile: Optional[str] = PROFILE_OPTION,
 ) -> None:
@@ -83,6 +95,8 @@ def simulate(
     except DatasetError as exc:
         console.print(f"[bold red]simulate failed[/]: {exc}")
         raise typer.Exit(2)
+    if within is not None:
+        rate = speed_for(plan, within)
     if shift is None:
         shift_days = load.shift_days if load else 0
     else:

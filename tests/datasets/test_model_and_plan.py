@@ -192,3 +192,13 @@ def test_shift_to_today():
     from salesledger.cli.load import shift_to_today
 
     assert shift_to_today(dt.date(2011, 2, 28), today=dt.date(2011, 3, 2)) == 2
+
+
+def test_speed_options(shared_plan):
+    import math
+
+    from salesledger.cli.simulate import parse_speed, speed_for
+
+    assert parse_speed("max") == math.inf and parse_speed("250") == 250.0
+    span_s = (shared_plan.steps[-1].at - shared_plan.steps[0].at).total_seconds()
+    assert speed_for(shared_plan, 60) == pytest.approx(span_s / 60)
