@@ -409,15 +409,19 @@ class AvroSerde:
 
     ``catalog``: the known schema versions (default: shipped ``schemas/``). ``registry``: when
     given, Confluent framing with registry ids; otherwise single-object encoding.
+    ``subject_prefix`` is prepended to registry subjects (record-name strategy: the subject is
+    the record's full name) — for tests and side-by-side environments.
 
     :meth:`encode` writes with the latest version of a subject; :meth:`decode` reads any
     version, with the latest version of the writer's record as reader schema.
     """
 
     def __init__(self, catalog: SchemaCatalog | None = None, *,
-                 registry: RegistryClient | None = None) -> None:
+                 registry: RegistryClient | None = None,
+                 subject_prefix: str = "") -> None:
         self.catalog = catalog or SchemaCatalog.from_directory()
         self.registry = registry
+        self.subject_prefix = subject_prefix
         self._preparers: dict[int, _Prepare | None] = {}
 
     def encode(self, subject: str, datum: Mapping[str, Any]) -> bytes:
@@ -442,7 +446,8 @@ class AvroSerde:
         body = io.BytesIO()
         fastavro.schemaless_writer(body, writer.parsed, prepared)
         if self.registry is not None:
-            schema_id = self.registry.register(writer.full_name, writer.schema)
+            schema_id = self.registry.register(self.subject_prefix + writer.full_name,
+                                               writer.schema)
             return CONFLUENT_MAGIC + struct.pack(">I", schema_id) + body.getvalue()
         return SINGLE_OBJECT_MAGIC + struct.pack("<Q", writer.fingerprint) + body.getvalue()
 
