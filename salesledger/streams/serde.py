@@ -424,6 +424,15 @@ class AvroSerde:
         self.subject_prefix = subject_prefix
         self._preparers: dict[int, _Prepare | None] = {}
 
+    @classmethod
+    def for_registry_url(cls, registry_url: str | None, *,
+                         catalog: SchemaCatalog | None = None) -> AvroSerde:
+        """Confluent framing through the registry at ``registry_url`` (e.g. Apicurio's
+        ``http://127.0.0.1:18081/apis/ccompat/v7``); single-object encoding when it is
+        ``None`` or empty. Readers of both kinds decode single-object records either way."""
+        registry = HttpRegistryClient(registry_url) if registry_url else None
+        return cls(catalog, registry=registry)
+
     def encode(self, subject: str, datum: Mapping[str, Any]) -> bytes:
         """Encode ``datum`` (a dict shaped like the schema; ``dataclasses.asdict`` of a
         ``salesledger.ledger.model`` output record fits) with the latest version of

@@ -292,3 +292,13 @@ def test_schema_version_from_schema_copies_input():
     version = SchemaVersion.from_schema("x", 1, schema)
     schema["fields"].append({"name": "y", "type": "int"})
     assert version.schema["fields"] == [] and version.full_name == "salesledger.X"
+
+
+def test_serde_for_registry_url_chooses_the_framing():
+    assert AvroSerde.for_registry_url(None).registry is None
+    assert AvroSerde.for_registry_url("").registry is None
+    with_registry = AvroSerde.for_registry_url("http://127.0.0.1:1/apis/ccompat/v7")
+    assert with_registry.registry.base_url == "http://127.0.0.1:1/apis/ccompat/v7"
+    # a registry-configured reader still reads single-object records (no registry call)
+    data = SERDE.encode("journal_entry", dataclasses.asdict(entry()))
+    assert with_registry.decode(data)["entry_id"] == entry().entry_id
