@@ -1,0 +1,144 @@
+"""The Faust applications of salesledger, built from settings (one per stage).
+
+Two stages, two Faust apps (each its own consumer group and, for posting, its changelog):
+
+- ``assembly`` (:mod:`salesledger.streams.assembly_agent`): the document tables' CDC topics and
+  the transaction topic -> ``{prefix}.documents``;
+- ``posting`` (:mod:`salesledger.streams.posting_agent`): ``{prefix}.documents`` -> the ledger
+  topics, the held topic, the control topic (audit of period actions), the metrics topic, the
+  dead-letter topic.
+
+App id ``<topic prefix>-<stage>`` (``sl-posting`` / ``sltest-posting``), so profiles never share
+a consumer group or a changelog. Broker: the stack's Kafka (:attr:`Settings.kafka_bootstrap`).
+Topic names come from ``deploy/topics.yaml`` with the profile prefix (:func:`topic_names`).
+Those topics are created by ``stack up``; the broker's auto-create is off. Faust may declare
+(create, via the admin API) only what it owns: its table changelog topics and its assignor's
+leader topic (``topic_allow_declare``; Faust declares only ``internal`` topics, which our
+``app.topic()`` calls are not). Tables live in memory (``store="memory://"``) and are recovered
+from their changelog topics on start (no RocksDB).
+
+Pipeline options are :class:`PipelineSettings` (``SALESLEDGER_PIPELINE_*``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import faust
+import yaml
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from salesledger.config import Settings
+from salesledger.ledger.charts import Chart, load_chart
+from salesledger.ledger.settings import LedgerSettings
+
+Stage = Literal["assembly", "posting"]
+STAGES: tuple[Stage, ...] = ("assembly", "posting")
+
+
+class PipelineSettings(BaseSettings):
+    """Options of the stream workers (frozen; ``SALESLEDGER_PIPELINE_<FIELD>``).
+
+    - ``chart``: chart preset (``az-nas``, ``ru-1c``) or a YAML chart file.
+    - ``ledger_settings_file``: YAML of :class:`LedgerSettings` (None: the defaults — AZN,
+      FIFO, 0.01 ROUND_HALF_UP, locked periods held).
+    - ``web_port``: Faust's web server port (None: disabled, so several workers run side by side).
+    - ``metrics_port``: Prometheus exposition port of this worker (None: none).
+    - ``commit_interval_s``: how often Faust commits offsets (s); smaller = less re-delivery.
+    - ``metrics_window_s``: width of the business-metrics windows (s).
+    - ``metrics_flush_s``: how often closed windows are produced (s).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SALESLEDGER_PIPELINE_", frozen=True,
+                                      extra="ignore")
+
+    chart: str = "az-nas"
+    ledger_settings_file: Path | None = None
+    web_port: int | None = None
+    metrics_port: int | None = None
+    commit_interval_s: float = Field(default=1.0, gt=0, le=60)
+    metrics_window_s: int = Field(default=60, ge=1, le=3600)
+    metrics_flush_s: float = Field(default=5.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _check(self) -> "PipelineSettings":
+        if self.web_port is not None and self.web_port == self.metrics_port:
+            raise ValueError("web_port and metrics_port must differ")
+        return self
+
+    def ledger_settings(self) -> LedgerSettings:
+        """The engine's settings (file or defaults)."""
+        if self.ledger_settings_file is None:
+            return LedgerSettings()
+        return LedgerSettings(**(yaml.safe_load(self.ledger_settings_file.read_text()) or {}))
+
+    def load_chart(self) -> Chart:
+        """The chart of accounts."""
+        return load_chart(self.chart)
+
+
+def app_id(settings: Settings, stage: Stage) -> str:
+    """Faust app id (= consumer group, changelog topic prefix) of ``stage``: ``sl-posting``."""
+    assert stage in STAGES, stage
+    return f"{settings.topic_prefix}-{stage}"
+
+
+def topic_names(settings: Settings) -> list[str]:
+    """Every topic of ``deploy/topics.yaml`` with this profile's prefix."""
+    from salesledger.stack.topics import load_topics, topics_file
+
+    path = topics_file()
+    assert path is not None, "deploy/topics.yaml is shipped with the package"
+    return [spec.name for spec in load_topics(path, settings.topic_prefix)]
+
+
+def declared(settings: Settings, suffix: str) -> str:
+    """Full name of the topic ``suffix`` (``documents``), asserting topics.yaml declares it."""
+    name = settings.topic(suffix)
+    assert name in topic_names(settings), f"{name} is not in deploy/topics.yaml"
+    return name
+
+
+def create_app(settings: Settings, stage: Stage, pipeline: PipelineSettings | None = None
+               ) -> faust.App:
+    """A Faust app for ``stage`` (see the module docstring); agents are added by the stage's
+    module (``assembly_agent.build`` / ``posting_agent.build``)."""
+    pipeline = pipeline or PipelineSettings()
+    # Faust's data directory (memory store: only its own bookkeeping); one per worker process.
+    datadir = settings.stack_dir / "faust" / app_id(settings, stage) / \
+        os.environ.get("SALESLEDGER_WORKER_NAME", f"pid-{os.getpid()}")
+    datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        app_id(settings, stage),
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        topic_replication_factor=1,
+        topic_partitions=1,
+        topic_allow_declare=True,           # changelog + leader topics only (Faust-internal)
+        topic_disable_leader=False,
+        web_enabled=pipeline.web_port is not None,
+        web_port=pipeline.web_port or 6066,
+        web_host=settings.host,
+        broker_commit_interval=pipeline.commit_interval_s,
+        broker_commit_every=1000,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_max_request_size=4_000_000,
+        table_standby_replicas=1,
+        processing_guarantee="at_least_once",  # correctness never depends on exactly_once
+        datadir=str(datadir),
+    )
+
+
+def raw_topic(app: faust.App, *names: str):
+    """A Faust topic over ``names`` with raw bytes keys and values (we decode ourselves, so a
+    bad record is a dead letter, never a deserialisation crash: CDC-14)."""
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw", acks=True)
+
+
+__all__ = ["PipelineSettings", "STAGES", "Stage", "app_id", "create_app", "declared",
+           "raw_topic", "topic_names"]

@@ -1,0 +1,239 @@
+"""The posting step: one record of the documents topic -> engine -> the records to produce.
+
+:class:`PostingProcessor` is the whole logic of the posting agent without Faust: the agent
+hands it each record's offset (``seq``), key and value and sends what it returns. Per record:
+
+1. a ``seq`` at or below the last finished step is a re-delivery (Faust restarted from an older
+   committed offset): the outputs that step produced are returned again, exactly (CDC-09,
+   CDC-16) — the engine is not asked twice;
+2. decode (:func:`~salesledger.streams.documents.decode_documents_record`); an undecodable
+   record becomes a dead letter with topic / partition / offset and reason (CDC-14);
+3. a document version goes to :func:`salesledger.ledger.engine.try_post` (the engine itself
+   ignores an older version and returns the same entries, status ``duplicate``, for the same
+   version at a new offset); a period action to ``lock_period`` / ``release`` / unlock;
+   a :class:`~salesledger.ledger.errors.LedgerError` becomes a dead letter naming the document
+   and the rule; the state does not change;
+4. the outputs are built (journal entries keyed by document key, stock movements keyed
+   ``<sku>@<warehouse>``, receivable updates keyed by customer, held-queue changes, the applied
+   period action on the control topic, dead letters) and the step is saved with them
+   (:class:`~salesledger.streams.state_store.LedgerStore`): state first, outputs second;
+   a crash in between re-delivers the record and step 1 re-emits.
+
+Determinism: the engine's state is cross-document, so records must come in one total order —
+the documents topic has ONE partition (deploy/topics.yaml) and one posting worker is active.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from salesledger.ledger import engine
+from salesledger.ledger.charts import Chart
+from salesledger.ledger.errors import LedgerError
+from salesledger.ledger.model import HeldItem, PeriodLock, PostingResult, Release
+from salesledger.ledger.settings import LedgerSettings
+from salesledger.ledger.state import LedgerState
+from salesledger.streams.deadletter import DeadLetter, RejectedRecord, build_dead_letter
+from salesledger.streams.documents import (
+    ACTION_SUBJECT,
+    DocumentVersionEvent,
+    PeriodActionEvent,
+    decode_documents_record,
+)
+from salesledger.streams.metrics_window import MinuteAggregator
+from salesledger.streams.serde import AvroSerde
+from salesledger.streams.state_store import LedgerStore, unlocked
+
+log = logging.getLogger(__name__)
+
+#: Topic suffixes (after the profile prefix) the posting stage produces to.
+JOURNAL_TOPIC = "ledger.journal-entries"
+MOVEMENTS_TOPIC = "ledger.stock-movements"
+RECEIVABLES_TOPIC = "ledger.receivable-updates"
+HELD_TOPIC = "held"
+CONTROL_TOPIC = "control"
+DLQ_TOPIC = "dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record to produce: topic suffix, key and value bytes, headers."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass
+class StepStats:
+    """Counters of the processor (exported by the worker's metrics)."""
+
+    steps: int = 0
+    redelivered: int = 0
+    dead_letters: int = 0
+    entries: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+def _flatten(result: PostingResult) -> list[PostingResult]:
+    out = [result]
+    for sub in result.also:
+        out.extend(_flatten(sub))
+    return out
+
+
+class PostingProcessor:
+    """Applies documents-topic records to the ledger state (module docstring).
+
+    ``source_topic``: full name of the documents topic (for dead-letter coordinates);
+    ``store``: where the state lives; ``aggregator``: per-minute metrics (optional).
+    Call :meth:`start` after the store's table is recovered, then :meth:`process` per record.
+    """
+
+    def __init__(self, store: LedgerStore, ledger: LedgerSettings, chart: Chart, *,
+                 source_topic: str, serde: AvroSerde | None = None,
+                 aggregator: MinuteAggregator | None = None) -> None:
+        engine.check_settings(ledger, chart)
+        self.store = store
+        self.ledger = ledger
+        self.chart = chart
+        self.source_topic = source_topic
+        self.serde = serde or AvroSerde()
+        self.aggregator = aggregator
+        self.state: LedgerState | None = None
+        self.stats = StepStats()
+
+    def start(self) -> LedgerState:
+        """(Re)build the state from the store (after changelog recovery)."""
+        self.state = self.store.load()
+        return self.state
+
+    def process(self, seq: int, key: bytes | None, value: bytes | None) -> list[Output]:
+        """The outputs of the record at offset ``seq`` (see the module docstring)."""
+        assert self.state is not None, "start() first"
+        if seq <= self.store.applied:
+            self.stats.redelivered += 1
+            return self.store.outputs_of(seq) or []
+        old = self.state
+        try:
+            item = decode_documents_record(self.serde, value)
+        except RejectedRecord as error:
+            outputs = [self._dead(build_dead_letter(error, topic=self.source_topic, partition=0,
+                                                    offset=seq, key=key, value=value))]
+            return self._finish(seq, old, old, (), outputs, "undecodable")
+        if item is None:  # tombstone (CDC-07): nothing to post
+            return self._finish(seq, old, old, (), [], "tombstone")
+        if isinstance(item, PeriodActionEvent):
+            new, result, outputs = self._action(old, item)
+        else:
+            new, result, outputs = self._document(old, item, seq, key, value)
+        touched = [t for r in _flatten(result) for t in r.touched]
+        touched += [name for name, changed in (("held", old.held is not new.held),
+                                               ("locks", old.locked_through != new.locked_through),
+                                               ("rates", old.rates is not new.rates)) if changed]
+        outputs += self._held_changes(old, new, item)
+        return self._finish(seq, old, new, touched, outputs, result.status)
+
+    # ---- steps -------------------------------------------------------------------------------
+
+    def _document(self, state: LedgerState, event: DocumentVersionEvent, seq: int,
+                  key: bytes | None, value: bytes | None):
+        try:
+            new, result = engine.try_post(state, event.document, self.ledger, self.chart)
+        except Exception as error:  # a bug in a rule must not stop the ledger: dead-letter it
+            log.exception("engine failed on %s", event.key)
+            letter = build_dead_letter("internal_error", message=f"{type(error).__name__}: {error}",
+                                       topic=self.source_topic, partition=0, offset=seq,
+                                       key=key, value=value, document_id=event.key)
+            return state, PostingResult(status="error"), [self._dead(letter)]
+        if result.status == "error":
+            error = result.errors[0]
+            assert isinstance(error, LedgerError)
+            letter = build_dead_letter(error.reason, message=str(error), topic=self.source_topic,
+                                       partition=0, offset=seq, key=key, value=value,
+                                       document_id=error.document or event.key)
+            return state, result, [self._dead(letter)]
+        return new, result, self._facts(result)
+
+    def _action(self, state: LedgerState, action: PeriodActionEvent):
+        if action.action == "lock":
+            assert action.through is not None, "a lock needs a date"
+            new, result = engine.lock_period(state, PeriodLock(through=action.through, at=action.at,
+                                                               by=action.actor))
+        elif action.action == "unlock":
+            new, result = unlocked(state), PostingResult(status="unlocked", touched=("locks",))
+        else:
+            assert action.document_key, "a release names a document"
+            new, result = engine.release(state, Release(document_key=action.document_key,
+                                                        at=action.at, by=action.actor),
+                                         self.ledger, self.chart)
+        audit = Output(CONTROL_TOPIC, action.action.encode() if action.action != "release"
+                       else action.document_key.encode(),
+                       self.serde.encode(ACTION_SUBJECT, action.datum()))
+        return new, result, self._facts(result) + [audit]
+
+    def _facts(self, result: PostingResult) -> list[Output]:
+        outputs: list[Output] = []
+        fresh = result.status not in ("duplicate", "ignored")
+        for res in _flatten(result):
+            for entry in res.entries:
+                ref = entry.document
+                outputs.append(Output(JOURNAL_TOPIC, f"{ref.type}:{ref.number}".encode(),
+                                      self.serde.encode("journal_entry", dataclasses.asdict(entry))))
+            for movement in res.movements:
+                outputs.append(Output(MOVEMENTS_TOPIC,
+                                      f"{movement.sku}@{movement.warehouse}".encode(),
+                                      self.serde.encode("stock_movement",
+                                                        dataclasses.asdict(movement))))
+            for update in res.receivable_updates:
+                outputs.append(Output(RECEIVABLES_TOPIC, update.customer.encode(),
+                                      self.serde.encode("receivable_update",
+                                                        dataclasses.asdict(update))))
+            if fresh and self.aggregator is not None:
+                self.aggregator.add(res.entries)
+            self.stats.entries += len(res.entries)
+        return outputs
+
+    def _held_changes(self, old: LedgerState, new: LedgerState, item: Any) -> list[Output]:
+        if old.held is new.held:
+            return []
+        releasing = isinstance(item, PeriodActionEvent) and item.action == "release"
+        now = dt.datetime.now(dt.UTC)
+        outputs = []
+        for key, held in new.held.items():
+            if old.held.get(key) is not held:
+                outputs.append(self._held(held, "held", None, now))
+        for key, held in old.held.items():
+            if key not in new.held:
+                by = item.actor if releasing and item.document_key == key else None
+                outputs.append(self._held(held, "released" if by else "posted", by, now))
+        return outputs
+
+    def _held(self, held: HeldItem, status: str, by: str | None, now: dt.datetime) -> Output:
+        datum = {"document_key": held.document_key, "status": status, "reason": held.reason,
+                 "detail": held.detail, "version": held.document.version, "since": held.since,
+                 "changed_by": by, "changed_at": now}
+        return Output(HELD_TOPIC, held.document_key.encode(),
+                      self.serde.encode("held_document", datum))
+
+    def _dead(self, letter: DeadLetter) -> Output:
+        self.stats.dead_letters += 1
+        return Output(DLQ_TOPIC, letter.record_key, self.serde.encode("dead_letter", letter.to_avro()),
+                      tuple(letter.headers()))
+
+    def _finish(self, seq: int, old: LedgerState, new: LedgerState, touched, outputs: list[Output],
+                status: str) -> list[Output]:
+        self.store.save(seq, old, new, touched, outputs)
+        self.state = new
+        self.stats.steps += 1
+        self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
+        return outputs
+
+
+__all__ = ["CONTROL_TOPIC", "DLQ_TOPIC", "HELD_TOPIC", "JOURNAL_TOPIC", "MOVEMENTS_TOPIC",
+           "RECEIVABLES_TOPIC", "Output", "PostingProcessor", "StepStats"]

@@ -1,0 +1,127 @@
+"""The posting agent: ``{prefix}.documents`` -> ledger topics, one record at a time.
+
+Thin: for each record, :class:`~salesledger.streams.posting.PostingProcessor` (decode -> engine
+-> outputs, state saved in the ``ledger`` table) and send what it returns. Nothing in the loop
+raises to Faust (Faust acknowledges an event whose processing raised): errors are dead letters
+built by the processor. Invariant failures (``AssertionError``) stop the worker: a bug.
+
+Single active: the documents topic has one partition, so one worker of the group holds it;
+others keep a standby copy of the table (``table_standby_replicas``) and take over after a
+rebalance. The in-memory :class:`LedgerState` is rebuilt from the table at the first record
+after every assignment (the table is then recovered from its changelog) and dropped when
+partitions are revoked.
+
+Follow-up (not built): staged repartitioning — valuation by SKU + warehouse, receivables by
+customer — would let the posting stage scale out; it needs the engine split into per-key stages.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from salesledger.config import Settings
+from salesledger.streams import telemetry
+from salesledger.streams.app import PipelineSettings, declared, raw_topic
+from salesledger.streams.metrics_window import MinuteAggregator
+from salesledger.streams.posting import (
+    CONTROL_TOPIC,
+    DLQ_TOPIC,
+    HELD_TOPIC,
+    JOURNAL_TOPIC,
+    MOVEMENTS_TOPIC,
+    RECEIVABLES_TOPIC,
+    Output,
+    PostingProcessor,
+)
+from salesledger.streams.serde import AvroSerde
+from salesledger.streams.state_store import LedgerStore
+
+log = logging.getLogger(__name__)
+TABLE_NAME = "ledger"
+METRICS_TOPIC = "metrics"
+
+
+def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> PostingProcessor:
+    """Add the ledger table, the posting agent and the metrics timer to ``app``."""
+    documents = declared(settings, "documents")
+    table = app.Table(TABLE_NAME, default=None, partitions=1, key_type=str, value_type=bytes)
+    ledger = pipeline.ledger_settings()
+    chart = pipeline.load_chart()
+    serde = AvroSerde()
+    processor = PostingProcessor(
+        LedgerStore(_TableView(table)), ledger, chart, source_topic=documents, serde=serde,
+        aggregator=MinuteAggregator(chart, ledger.functional_currency, pipeline.metrics_window_s))
+    outputs = {suffix: raw_topic(app, declared(settings, suffix))
+               for suffix in (JOURNAL_TOPIC, MOVEMENTS_TOPIC, RECEIVABLES_TOPIC, HELD_TOPIC,
+                              CONTROL_TOPIC, DLQ_TOPIC, METRICS_TOPIC)}
+    ready = {"state": False}
+    documents_tp = faust.types.TP(documents, 0)
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(app, revoked, **kwargs) -> None:  # noqa: ANN001
+        ready["state"] = False
+
+    async def send(out: Output) -> None:
+        await outputs[out.topic].send(key=out.key, value=out.value,
+                                      headers=list(out.headers) or None)
+
+    @app.agent(raw_topic(app, documents), name="posting")
+    async def posting(stream) -> None:  # noqa: ANN001
+        """Post every document version and period action, in topic order."""
+        async for event in stream.events():
+            if not ready["state"]:
+                state = processor.start()
+                ready["state"] = True
+                log.info("ledger state rebuilt: %d documents, %d held, applied through %d",
+                         len(state.documents), len(state.held), processor.store.applied)
+            message = event.message
+            with telemetry.STEP_SECONDS.labels("posting").time():
+                results = processor.process(message.offset, message.key, message.value)
+            for out in results:
+                await send(out)
+            telemetry.RECORDS.labels("posting").inc()
+            telemetry.DEAD_LETTERS.labels("posting").set(processor.stats.dead_letters)
+            if message.offset % 500 == 0:
+                committed = app.consumer._committed_offset.get(documents_tp)  # noqa: SLF001
+                if committed is not None:
+                    processor.store.forget_outputs_before(committed)
+
+    @app.timer(interval=pipeline.metrics_flush_s)
+    async def flush_metrics() -> None:
+        """Produce the per-minute aggregates of closed windows."""
+        if processor.aggregator is None:
+            return
+        for datum in processor.aggregator.flush():
+            await outputs[METRICS_TOPIC].send(key=datum["metric"].encode(),
+                                              value=serde.encode("metric_aggregate", datum))
+
+    return processor
+
+
+class _TableView:
+    """The Faust table as ``MutableMapping[str, bytes]`` for :class:`LedgerStore` (a missing
+    key reads as None: the table's default)."""
+
+    def __init__(self, table) -> None:  # noqa: ANN001
+        self.table = table
+
+    def get(self, key: str, default=None):  # noqa: ANN001
+        value = self.table.get(key)
+        return default if value is None else value
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.table[key] = value
+
+    def pop(self, key: str, default=None):  # noqa: ANN001
+        value = self.table.get(key)
+        if value is not None:
+            del self.table[key]
+        return default if value is None else value
+
+    def items(self):
+        return [(k, v) for k, v in self.table.items() if v is not None]
+
+
+__all__ = ["TABLE_NAME", "build"]

@@ -1,0 +1,182 @@
+"""The posting stage's state in one key-value table, written so a crash never leaves it torn.
+
+The engine's :class:`~salesledger.ledger.state.LedgerState` is cross-document (FIFO layers per
+SKU, open items per customer), and one document changes several of its entries at once. The
+posting worker keeps it in ONE Faust table (``ledger``, memory store, a one-partition changelog
+topic): Kafka keeps one partition's records in order and the idempotent producer leaves no gaps,
+so after ``kill -9`` the changelog holds a *prefix* of the writes. The only damage a prefix can
+do is to cut the writes of the last step (one document or period action) in half. Each step is
+therefore written as:
+
+1. every changed entry as ``(seq, new value, old value)`` — ``seq`` is the step's offset on the
+   documents topic, ``old value`` the entry before the step (undo image);
+2. the step's outputs (journal entries, movements, ... as encoded Kafka records) under
+   ``out:<seq>``, so a re-delivered step re-emits exactly what it produced (CDC-09, CDC-16);
+3. the commit marker ``meta:applied = seq``, last.
+
+:meth:`LedgerStore.load` (after changelog recovery) rebuilds the state; an entry whose ``seq`` is
+above the marker belongs to a step that did not finish and is rolled back to its undo image.
+Only the last step can be unfinished (steps run one at a time, each ends with its marker), and
+the undo image of such an entry is the value after an earlier, finished step.
+
+Keys: ``document:<type>:<number>``, ``stock:<sku>@<warehouse>``, ``customer:<id>`` (the engine's
+``PostingResult.touched`` names), and whole small mappings ``held``, ``locks``, ``rates``.
+Values are pickled (trusted: only this process writes the changelog). Pure: the table is any
+``MutableMapping[str, bytes]``.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import deque
+from dataclasses import replace
+from typing import Any, Iterable, MutableMapping
+
+from immutables import Map
+
+from salesledger.ledger.state import LedgerState
+
+APPLIED_KEY = "meta:applied"
+OUTPUT_PREFIX = "out:"
+#: Outputs kept for re-emission, at most (older ones are dropped once Faust committed past
+#: them; this bound only guards memory if commits stall).
+OUTPUTS_KEPT_MAX = 50_000
+_ABSENT = "__absent__"
+_WHOLE = ("held", "locks", "rates")
+
+
+class TornState(AssertionError):
+    """The stored state contradicts itself beyond what one unfinished step explains (a bug)."""
+
+
+def _get(state: LedgerState, key: str) -> Any:
+    kind, _, rest = key.partition(":")
+    if kind == "document":
+        return state.documents.get(rest, _ABSENT)
+    if kind == "stock":
+        sku, _, warehouse = rest.rpartition("@")
+        return state.stock.get((sku, warehouse), _ABSENT)
+    if kind == "customer":
+        return state.customers.get(rest, _ABSENT)
+    if key == "held":
+        return dict(state.held)
+    if key == "locks":
+        return state.locked_through
+    if key == "rates":
+        return dict(state.rates)
+    raise KeyError(f"unknown state key {key!r}")
+
+
+def changed_keys(touched: Iterable[str]) -> list[str]:
+    """The table keys a step writes: the engine's ``touched`` names, deduplicated, in order."""
+    seen: dict[str, None] = {}
+    for key in touched:
+        assert key.split(":", 1)[0] in ("document", "stock", "customer") or key in _WHOLE, key
+        seen.setdefault(key, None)
+    return list(seen)
+
+
+class LedgerStore:
+    """The posting state in ``table`` (see the module docstring). ``applied`` is the ``seq`` of
+    the last finished step (-1 before the first)."""
+
+    def __init__(self, table: MutableMapping[str, bytes]) -> None:
+        self.table = table
+        self.applied = -1
+        self._outputs: deque[int] = deque()
+
+    # ---- write -------------------------------------------------------------------------------
+
+    def save(self, seq: int, old: LedgerState, new: LedgerState, touched: Iterable[str],
+             outputs: list[Any]) -> None:
+        """Record step ``seq`` (> :attr:`applied`): changed entries with undo images, the
+        outputs, then the marker (in that order: see the module docstring)."""
+        assert seq > self.applied, f"step {seq} after {self.applied}: steps only move forward"
+        for key in changed_keys(touched):
+            before, after = _get(old, key), _get(new, key)
+            if before is after:
+                continue
+            self.table[key] = pickle.dumps((seq, after, before), protocol=pickle.HIGHEST_PROTOCOL)
+        self.table[f"{OUTPUT_PREFIX}{seq}"] = pickle.dumps(outputs, protocol=pickle.HIGHEST_PROTOCOL)
+        self._outputs.append(seq)
+        self.table[APPLIED_KEY] = pickle.dumps(seq)
+        self.applied = seq
+
+    def outputs_of(self, seq: int) -> list[Any] | None:
+        """The outputs step ``seq`` produced, if still kept."""
+        raw = self.table.get(f"{OUTPUT_PREFIX}{seq}")
+        return None if raw is None else pickle.loads(raw)
+
+    def forget_outputs_before(self, seq: int) -> int:
+        """Drop kept outputs of steps below ``seq`` (Faust committed past them: they are never
+        delivered again); also keeps at most :data:`OUTPUTS_KEPT_MAX`. Returns how many."""
+        dropped = 0
+        while self._outputs and (self._outputs[0] < seq or len(self._outputs) > OUTPUTS_KEPT_MAX):
+            old = self._outputs.popleft()
+            self.table.pop(f"{OUTPUT_PREFIX}{old}", None)
+            dropped += 1
+        return dropped
+
+    # ---- read --------------------------------------------------------------------------------
+
+    def load(self) -> LedgerState:
+        """Rebuild the state from the table, rolling back an unfinished last step."""
+        raw_marker = self.table.get(APPLIED_KEY)
+        self.applied = pickle.loads(raw_marker) if raw_marker is not None else -1
+        documents: dict = {}
+        stock: dict = {}
+        customers: dict = {}
+        whole: dict[str, Any] = {"held": {}, "locks": None, "rates": {}}
+        outputs: list[int] = []
+        unfinished: set[int] = set()
+        for key, raw in list(self.table.items()):
+            if key == APPLIED_KEY:
+                continue
+            if key.startswith(OUTPUT_PREFIX):
+                seq = int(key[len(OUTPUT_PREFIX):])
+                if seq > self.applied:
+                    unfinished.add(seq)
+                    self.table.pop(key, None)
+                else:
+                    outputs.append(seq)
+                continue
+            seq, after, before = pickle.loads(raw)
+            value = after
+            if seq > self.applied:  # written by the step that did not finish: undo
+                unfinished.add(seq)
+                value = before
+            self._put(key, value, documents, stock, customers, whole)
+        if len(unfinished) > 1:
+            raise TornState(f"steps {sorted(unfinished)} unfinished after {self.applied}")
+        self._outputs = deque(sorted(outputs))
+        return LedgerState(documents=Map(documents), stock=Map(stock), customers=Map(customers),
+                           held=Map(whole["held"]), locked_through=whole["locks"],
+                           rates=Map(whole["rates"]))
+
+    @staticmethod
+    def _put(key: str, value: Any, documents: dict, stock: dict, customers: dict,
+             whole: dict) -> None:
+        kind, _, rest = key.partition(":")
+        if key in _WHOLE:
+            whole[key] = value
+        elif value == _ABSENT:
+            return
+        elif kind == "document":
+            documents[rest] = value
+        elif kind == "stock":
+            sku, _, warehouse = rest.rpartition("@")
+            stock[(sku, warehouse)] = value
+        elif kind == "customer":
+            customers[rest] = value
+        else:
+            raise TornState(f"unknown key {key!r} in the state table")
+
+
+def unlocked(state: LedgerState) -> LedgerState:
+    """``state`` with the period lock lifted (``period unlock``; the engine's ``lock_period``
+    never moves a lock back, an authorised unlock does)."""
+    return replace(state, locked_through=None)
+
+
+__all__ = ["APPLIED_KEY", "OUTPUTS_KEPT_MAX", "LedgerStore", "TornState", "changed_keys",
+           "unlocked"]
