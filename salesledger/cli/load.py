@@ -1,4 +1,4 @@
-"""``salesledger load online-retail --path CSV [--days N] [--since DATE] [--seed S]``.
+"""``salesledger load online-retail|northwind --path FILE [--days N] [--since DATE] [--seed S]``.
 
 Loads a dataset slice's **master data and opening balances** into the profile's sales database
 (idempotent: a re-run writes nothing). Documents arrive only through ``salesledger simulate``,
@@ -41,21 +41,31 @@ def _group() -> None:
 
 
 def build_plan(path: Path, days: Optional[int], since: Optional[dt.date], seed: int,
-               until: Optional[dt.date] = None):
-    """Read the CSV and plan the slice (shared by ``load`` and ``simulate``); ``until`` drops the
-    trading days after it (a recorded load's last day).
+               until: Optional[dt.date] = None, dataset: str = "online-retail"):
+    """Read the dataset file and plan the slice (shared by ``load`` and ``simulate``); ``until``
+    drops the trading days after it (a recorded load's last day).
 
     Raises:
-        DatasetError: unreadable file or empty slice.
+        DatasetError: unreadable file or empty slice (NorthwindError is one).
     """
     from salesledger.datasets import online_retail as orr
-    from salesledger.datasets.plan import plan_online_retail
 
-    lines = orr.read_csv(path)
-    chosen = orr.select_days(orr.trading_days(lines), days=days, since=since)
+    if dataset == "northwind":
+        from salesledger.datasets import northwind as nw
+
+        rows = nw.read_dump(path)
+        available = nw.shipping_days(nw.orders_of(rows))
+    else:
+        from salesledger.datasets.plan import plan_online_retail
+
+        lines = orr.read_csv(path)
+        available = orr.trading_days(lines)
+    chosen = orr.select_days(available, days=days, since=since)
     chosen = [d for d in chosen if until is None or d <= until]
     if not chosen:
         raise orr.DatasetError(f"no trading day between {since} and {until}")
+    if dataset == "northwind":
+        return nw.plan_northwind(rows, chosen, seed)
     return plan_online_retail(lines, chosen, seed)
 
 
@@ -78,6 +88,23 @@ def online_retail(path: Path = PATH_OPTION, days: Optional[int] = DAYS_OPTION,
                   as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
     """Upsert branch, warehouse, unit, customers, suppliers, products (with kind and 20% VAT) and
     record the opening stock at cost, for the chosen slice of Online Retail."""
+    _load("online-retail", path, days, since, seed, shift, profile, as_json)
+
+
+@app.command("northwind")
+def northwind(path: Path = typer.Option(..., "--path", exists=True, dir_okay=False, readable=True,
+                                        help="northwind.sql (pthom/northwind_psql plain-SQL dump)."),
+              days: Optional[int] = DAYS_OPTION, since: Optional[dt.datetime] = SINCE_OPTION,
+              seed: int = SEED_OPTION, shift: bool = SHIFT_OPTION,
+              profile: Optional[str] = PROFILE_OPTION,
+              as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """Upsert Northwind's customers, suppliers and products (USD, VAT 0%) and record the opening
+    stock at cost, for the chosen slice of shipping days."""
+    _load("northwind", path, days, since, seed, shift, profile, as_json)
+
+
+def _load(dataset: str, path: Path, days: Optional[int], since: Optional[dt.datetime], seed: int,
+          shift: bool, profile: Optional[str], as_json: bool) -> None:
     import psycopg
 
     from salesledger.datasets import store
@@ -85,8 +112,8 @@ def online_retail(path: Path = PATH_OPTION, days: Optional[int] = DAYS_OPTION,
 
     settings = settings_for(profile)
     try:
-        plan = build_plan(path, days, since.date() if since else None, seed)
-    except DatasetError as exc:
+        plan = build_plan(path, days, since.date() if since else None, seed, dataset=dataset)
+    except (DatasetError, ValueError) as exc:
         console.print(f"[bold red]load failed[/]: {exc}")
         raise typer.Exit(2)
     shift_days = shift_to_today(plan.days[-1]) if shift else 0

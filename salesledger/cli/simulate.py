@@ -21,7 +21,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TimeElapsedColumn)
 from rich.table import Table
 
-from salesledger.cli.load import (DAYS_OPTION, PATH_OPTION, PROFILE_OPTION, SINCE_OPTION,
+from salesledger.cli.load import (DAYS_OPTION, PROFILE_OPTION, SINCE_OPTION,
                                   build_plan, settings_for, shift_to_today)
 
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -54,7 +54,8 @@ def speed_for(plan, within_s: float) -> float:
 
 def simulate(
     dataset: str = typer.Option("online-retail", "--dataset", help="Dataset to replay."),
-    path: Path = PATH_OPTION,
+    path: Path = typer.Option(..., "--path", exists=True, dir_okay=False, readable=True,
+                              help="The dataset file: Online Retail CSV, or northwind.sql."),
     speed: str = typer.Option(DEFAULT_SPEED, "--speed",
                               help="Simulated seconds per wall second; 'max' = as fast as possible."),
     shift: Optional[bool] = typer.Option(None, "--shift-to-today/--no-shift",
@@ -91,8 +92,8 @@ def simulate(
     if seed is None:
         seed = load.seed if load else 42
     try:
-        plan = build_plan(path, days, since_day, seed, until=until)
-    except DatasetError as exc:
+        plan = build_plan(path, days, since_day, seed, until=until, dataset=dataset)
+    except (DatasetError, ValueError) as exc:
         console.print(f"[bold red]simulate failed[/]: {exc}")
         raise typer.Exit(2)
     if within is not None:

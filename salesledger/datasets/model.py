@@ -45,7 +45,6 @@ from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
 COST_QUANTUM = Decimal("0.0001")
-ONE_PLUS_VAT = Decimal("1.20")
 
 
 @dataclass(frozen=True)
@@ -90,13 +89,15 @@ def _pick(rng: random.Random, shares: tuple[tuple[object, float], ...]):
 
 
 def unit_cost(seed: int, sku: str, min_price_gross: Decimal | None,
-              params: ModelParameters = DEFAULT_PARAMETERS) -> Decimal:
-    """Net unit cost (GBP, 4 decimals, rounded down) of a goods SKU, strictly below its lowest
-    net selling price ``min_price_gross / 1.20`` (rounded to 4 decimals); never zero."""
+              params: ModelParameters = DEFAULT_PARAMETERS,
+              vat_rate_percent: Decimal = Decimal(20)) -> Decimal:
+    """Net unit cost (document currency, 4 decimals, rounded down) of a goods SKU, strictly below
+    its lowest net selling price ``min_price_gross / (1 + vat_rate_percent/100)`` (a net price
+    when the rate is 0); never zero."""
     if min_price_gross is None or min_price_gross <= 0:
         return params.fallback_unit_cost
     margin_bp = rng_for(seed, "margin", sku).randint(params.margin_bp_min, params.margin_bp_max)
-    net = min_price_gross / ONE_PLUS_VAT
+    net = min_price_gross / (1 + vat_rate_percent / 100)
     cost = (net * (10000 - margin_bp) / 10000).quantize(COST_QUANTUM, rounding=ROUND_DOWN)
     return max(cost, COST_QUANTUM)
 
@@ -208,3 +209,15 @@ def line_gross(qty: Decimal, unit_price: Decimal) -> Decimal:
     """A line's gross (GBP incl. VAT): round(qty × unit_price, 0.01) ROUND_HALF_UP, as the
     posting engine computes it (golden conventions: gross-before-discount, no discount here)."""
     return (qty * unit_price).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def line_total(qty: Decimal, unit_price: Decimal, discount_percent: Decimal, vat_rate: Decimal,
+               prices_include_vat: bool) -> Decimal:
+    """What the customer owes for one line (document currency, 0.01 ROUND_HALF_UP), by the golden
+    conventions: gross-before-discount ``round(qty × price)``, the discount rounded per line;
+    with exclusive prices the line's VAT ``round(net × rate / 100)`` is added."""
+    before = line_gross(qty, unit_price)
+    net = before - (before * discount_percent / 100).quantize(CENT, rounding=ROUND_HALF_UP)
+    if prices_include_vat:
+        return net
+    return net + (net * vat_rate / 100).quantize(CENT, rounding=ROUND_HALF_UP)

@@ -20,7 +20,7 @@ import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 from salesledger.datasets import model
 from salesledger.datasets import online_retail as orr
@@ -73,7 +73,8 @@ class Product:
     sku: str
     name: str
     kind: str
-    unit_cost: Decimal | None  # goods only, GBP net of VAT
+    unit_cost: Decimal | None  # goods only, document currency, net of VAT
+    vat_rate: Decimal = orr.VAT_RATE_PERCENT
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,9 @@ class Plan:
     opening_stock: tuple[OpeningStock, ...]
     steps: tuple[Step, ...]
     counts: dict[str, Any] = field(default_factory=dict)
+    branch: tuple[str, str] = (orr.BRANCH, "UK online retail (Online Retail dataset)")
+    warehouse: tuple[str, str] = (orr.WAREHOUSE, "UK main warehouse")
+    currency: str = orr.CURRENCY
 
     @property
     def opening_as_of(self) -> dt.date:
@@ -106,7 +110,7 @@ class Plan:
         return self.days[0] - dt.timedelta(days=1)
 
 
-class _Builder:
+class Builder:
     def __init__(self) -> None:
         self.steps: list[Step] = []
 
@@ -164,7 +168,7 @@ def plan_online_retail(all_lines: list[orr.SourceLine], days: list[dt.date], see
         for s in skus)
     cost = {p.sku: p.unit_cost for p in products}
     returned_against = {r.against for r in docs.returns}
-    b = _Builder()
+    b = Builder()
     issues: list[tuple[dt.datetime, int, str, Decimal]] = []  # (at, order, sku, signed qty)
     counts: Counter = Counter()
     last_day = days[-1]
@@ -188,7 +192,8 @@ def plan_online_retail(all_lines: list[orr.SourceLine], days: list[dt.date], see
     for dead in docs.dead_letters:
         b.add(dead.at, "dead_letter", "dead_letter", dead.line.invoice_no, dead_letter=dead)
     goods = {p.sku for p in products if p.kind == "goods"}
-    opening = _plan_stock(b, [i for i in issues if i[2] in goods], cost, days, seed, params)
+    opening = plan_stock(b, [i for i in issues if i[2] in goods], cost, days, seed, params,
+                         supplier=lambda sku: model.supplier_of(seed, sku, params))
     steps = tuple(sorted(b.steps, key=lambda s: (s.at, s.seq)))
     summary = {**_count(steps, slice_lines, docs), **dict(sorted(counts.items()))}
     suppliers = tuple((model.supplier_code(i), f"Supplier {i:02d} Ltd")
@@ -197,7 +202,7 @@ def plan_online_retail(all_lines: list[orr.SourceLine], days: list[dt.date], see
                 summary)
 
 
-def _plan_invoice(b: _Builder, inv: orr.InvoiceDoc, payer: model.Payer, returned_against: set[str],
+def _plan_invoice(b: Builder, inv: orr.InvoiceDoc, payer: model.Payer, returned_against: set[str],
                   seed: int, params: ModelParameters, issues: list, counts: Counter,
                   last_day: dt.date) -> None:
     lines = _invoice_lines(inv)
@@ -236,17 +241,22 @@ def _plan_invoice(b: _Builder, inv: orr.InvoiceDoc, payer: model.Payer, returned
                not_before=inv.at)
 
 
-def _plan_stock(b: _Builder, issues: list[tuple[dt.datetime, int, str, Decimal]],
-                cost: dict[str, Decimal | None], days: list[dt.date], seed: int,
-                params: ModelParameters) -> tuple[OpeningStock, ...]:
-    """Opening stock and morning goods receipts so that no goods SKU ever goes negative."""
+def plan_stock(b: Builder, issues: list[tuple[dt.datetime, int, str, Decimal]],
+               cost: dict[str, Decimal | None], days: list[dt.date], seed: int,
+               params: ModelParameters, supplier: Callable[[str], str],
+               warehouse: str = orr.WAREHOUSE, currency: str = orr.CURRENCY,
+               vat_rate: Decimal = orr.VAT_RATE_PERCENT) -> tuple[OpeningStock, ...]:
+    """Opening stock and morning goods receipts so that no goods SKU ever goes negative.
+
+    ``issues``: (time, tie order, sku, signed quantity) of every stock movement the plan makes
+    (issues negative, returns positive); ``supplier(sku)`` names who delivers it."""
     issued: Counter = Counter()
     for _, _, sku, qty in issues:
         if qty < 0:
             issued[sku] -= qty
     order = list(dict.fromkeys(sku for _, _, sku, _ in issues))
     on_hand = {s: model.opening_quantity(seed, s, Decimal(issued[s]), params) for s in order}
-    opening = tuple(OpeningStock(s, orr.WAREHOUSE, on_hand[s], cost[s]) for s in order
+    opening = tuple(OpeningStock(s, warehouse, on_hand[s], cost[s]) for s in order
                     if on_hand[s] > 0)
     by_day: dict[dt.date, list] = defaultdict(list)
     for item in issues:
@@ -263,16 +273,16 @@ def _plan_stock(b: _Builder, issues: list[tuple[dt.datetime, int, str, Decimal]]
         for sku in dict.fromkeys(e[2] for e in events):
             if low[sku] < 0:
                 qty = model.receipt_quantity(-low[sku], model.pack_size(seed, sku, params))
-                lines = receipts.setdefault(model.supplier_of(seed, sku, params), [])
+                lines = receipts.setdefault(supplier(sku), [])
                 lines.append({"line_no": len(lines) + 1, "sku": sku, "qty": qty,
-                              "unit_cost": cost[sku], "vat_rate": orr.VAT_RATE_PERCENT})
+                              "unit_cost": cost[sku], "vat_rate": vat_rate})
                 running[sku] += qty
         at = min(dt.datetime.combine(day, params.receipt_time), events[0][0] - dt.timedelta(minutes=10))
-        for supplier in sorted(receipts):
-            header = {"supplier_code": supplier, "warehouse_code": orr.WAREHOUSE,
-                      "currency": orr.CURRENCY, "prices_include_vat": False}
-            number = f"GR-{day:%Y%m%d}-{supplier}"
-            b.document(Document("goods_receipt", number, day, header, tuple(receipts[supplier]),
+        for code in sorted(receipts):
+            header = {"supplier_code": code, "warehouse_code": warehouse,
+                      "currency": currency, "prices_include_vat": False}
+            number = f"GR-{day:%Y%m%d}-{code}"
+            b.document(Document("goods_receipt", number, day, header, tuple(receipts[code]),
                                 "generated"), at, seed)
         on_hand = running
         assert all(q >= 0 for q in on_hand.values()), "stock plan left a SKU negative"

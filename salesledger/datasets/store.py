@@ -134,9 +134,9 @@ def master_data_rows(plan: Plan) -> dict[str, tuple[str, list[dict[str, Any]]]]:
     """The master data of ``plan`` as rows per sales table: ``{table: (key column, rows)}``,
     in the order they must be written (warehouses need their branch, products their unit)."""
     return {
-        "branches": ("code", [{"code": orr.BRANCH, "name": "UK online retail (Online Retail dataset)"}]),
-        "warehouses": ("code", [{"code": orr.WAREHOUSE, "name": "UK main warehouse",
-                                 "branch_code": orr.BRANCH}]),
+        "branches": ("code", [{"code": plan.branch[0], "name": plan.branch[1]}]),
+        "warehouses": ("code", [{"code": plan.warehouse[0], "name": plan.warehouse[1],
+                                 "branch_code": plan.branch[0]}]),
         "units": ("code", [{"code": orr.UNIT, "name": "piece"}]),
         "customers": ("code", [{"code": c.code, "name": c.name, "tax_id": None,
                                 "payment_terms_days": c.payment_terms_days, "vat_payer": False,
@@ -144,7 +144,7 @@ def master_data_rows(plan: Plan) -> dict[str, tuple[str, list[dict[str, Any]]]]:
         "suppliers": ("code", [{"code": code, "name": name, "tax_id": None, "vat_payer": True}
                                for code, name in plan.suppliers]),
         "products": ("sku", [{"sku": p.sku, "name": p.name, "unit": orr.UNIT,
-                              "vat_rate": orr.VAT_RATE_PERCENT, "kind": p.kind, "active": True}
+                              "vat_rate": p.vat_rate, "kind": p.kind, "active": True}
                              for p in plan.products]),
     }
 
@@ -169,7 +169,7 @@ def load_plan(conn: psycopg.Connection, plan: Plan, shift_days: int, reporting_r
                 sql.SQL("INSERT INTO {} (dataset, as_of, sku, warehouse_code, qty, unit_cost, currency)"
                         " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING").format(
                     sql.Identifier(SCHEMA, "opening_stock")),
-                (plan.dataset, as_of, stock.sku, stock.warehouse, stock.qty, stock.unit_cost, orr.CURRENCY))
+                (plan.dataset, as_of, stock.sku, stock.warehouse, stock.qty, stock.unit_cost, plan.currency))
             inserted += cur.rowcount
         report["opening_stock"] = {"rows": len(plan.opening_stock), "inserted": inserted, "updated": 0,
                                    "as_of": as_of.isoformat()}
@@ -220,7 +220,7 @@ def opening_stock_rows(conn: psycopg.Connection, dataset: str,
 def opening_balance_document(conn: psycopg.Connection, dataset: str = orr.DATASET,
                              as_of: dt.date | None = None):
     """The opening stock as the posting engine's :class:`~salesledger.ledger.model.OpeningBalance`
-    (number ``OB-<dataset>-<as_of>``, dated ``as_of``, GBP), for go-live / the demo to post
+    (number ``OB-<dataset>-<as_of>``, dated ``as_of``, in the dataset's currency), for go-live / the demo to post
     before the replay. ``as_of`` defaults to the latest load's.
 
     Raises:
@@ -234,8 +234,11 @@ def opening_balance_document(conn: psycopg.Connection, dataset: str = orr.DATASE
             raise LookupError(f"no load of {dataset} recorded; run `salesledger load {dataset}`")
         as_of = load.as_of
     rows = opening_stock_rows(conn, dataset, as_of)
+    currency = conn.execute(
+        sql.SQL("SELECT min(currency) FROM {} WHERE dataset = %s AND as_of = %s").format(
+            sql.Identifier(SCHEMA, "opening_stock")), (dataset, as_of)).fetchone()[0] or orr.CURRENCY
     number = f"OB-{dataset}-{as_of.isoformat()}"
-    return OpeningBalance(id=number, number=number, date=as_of, currency=orr.CURRENCY,
+    return OpeningBalance(id=number, number=number, date=as_of, currency=currency.strip(),
                           stock=tuple(OpeningStockLine(sku=s, warehouse=w, qty=q, unit_cost=c)
                                       for s, w, q, c in rows))
 

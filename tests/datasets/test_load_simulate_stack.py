@@ -93,9 +93,9 @@ def _clean(conn, plan) -> None:
             numbers[step.kind].append(step.number)
     for kind, values in numbers.items():
         conn.execute(f"DELETE FROM sales.{TABLES[kind][0]} WHERE number = ANY(%s)", (values,))
-    conn.execute("DELETE FROM salesledger_data.dead_letters WHERE dataset = 'online-retail'"
+    conn.execute("DELETE FROM salesledger_data.dead_letters WHERE dataset = %s"
                  " AND source_document = ANY(%s)",
-                 ([s.number for s in plan.steps if s.action == "dead_letter"],))
+                 (plan.dataset, [s.number for s in plan.steps if s.action == "dead_letter"]))
 
 
 @pytest.mark.stack
@@ -182,4 +182,52 @@ def test_load_and_simulate_one_day(settings, pg_connect, shared_csv, tmp_path):
     _invoke(["simulate", "--dataset", "online-retail", *slice_args, "--speed", "max",
              "--summary-json", str(second)])
     rerun = json.loads(second.read_text())
+    assert rerun["executed"] == {} and rerun["skipped_already_done"] == len(plan.steps)
+
+
+NORTHWIND_SQL = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "northwind" / "northwind.sql"
+
+
+@pytest.mark.stack
+def test_load_and_simulate_northwind(settings, pg_connect, tmp_path):
+    """Five shipping days of Northwind: every order shipped on them is one posted invoice with its
+    detail lines (+ freight), unshipped orders of the window stay drafts; re-running is a no-op."""
+    import datetime as dt
+    import re
+
+    from salesledger.cli.load import build_plan
+    from salesledger.cli.salesdb import identifiers
+    from salesledger.datasets import store
+    from salesledger.salesdb.migrations import migrate
+
+    migrate(settings.dsn("sales", "owner"), identifiers(settings))
+    since = "1998-04-01"
+    plan = build_plan(NORTHWIND_SQL, 5, dt.date.fromisoformat(since), 42, dataset="northwind")
+    days = {d.isoformat() for d in plan.days}
+    text = NORTHWIND_SQL.read_text(encoding="utf-8")
+    orders = [o.split(", ") for o in re.findall(r"^INSERT INTO orders VALUES \((.*)\);$", text, re.M)]
+    shipped = {f"NW{o[0]}" for o in orders if o[5].strip("'") in days}
+    unshipped = {f"NW{o[0]}" for o in orders if o[5] == "NULL" and min(days) <= o[3].strip("'") <= max(days)}
+    details = [d.split(", ") for d in re.findall(r"^INSERT INTO order_details VALUES \((.*)\);$", text, re.M)]
+    detail_lines = sum(1 for d in details if f"NW{d[0]}" in shipped)
+    freight_lines = sum(1 for o in orders if f"NW{o[0]}" in shipped and float(o[7]) > 0)
+    conn = pg_connect("sales", "owner")
+    store.ensure_schema(conn, settings.reporting_role)
+    _clean(conn, plan)
+
+    args = ["--path", str(NORTHWIND_SQL), "--days", "5", "--since", since, "--profile", "test"]
+    _invoke(["load", "northwind", *args, "--json"])
+    _invoke(["simulate", "--dataset", "northwind", *args, "--speed", "max",
+             "--summary-json", str(tmp_path / "nw.json")])
+    status = dict(conn.execute("SELECT number, status FROM sales.invoices WHERE number = ANY(%s)",
+                               (list(shipped | unshipped),)).fetchall())
+    assert {n for n, s in status.items() if s == "posted"} == shipped and shipped
+    assert {n for n, s in status.items() if s == "draft"} == unshipped
+    assert conn.execute("SELECT count(*) FROM sales.invoice_lines l JOIN sales.invoices i USING (invoice_id)"
+                        " WHERE i.number = ANY(%s)", (list(shipped),)).fetchone()[0] == detail_lines + freight_lines
+    assert conn.execute("SELECT DISTINCT currency FROM sales.invoices WHERE number = ANY(%s)",
+                        (list(shipped),)).fetchall() == [("USD",)]
+    _invoke(["simulate", "--dataset", "northwind", *args, "--speed", "max",
+             "--summary-json", str(tmp_path / "nw2.json")])
+    rerun = json.loads((tmp_path / "nw2.json").read_text())
     assert rerun["executed"] == {} and rerun["skipped_already_done"] == len(plan.steps)
