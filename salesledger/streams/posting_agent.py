@@ -46,6 +46,7 @@ METRICS_TOPIC = "metrics"
 def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> PostingProcessor:
     """Add the ledger table, the posting agent and the metrics timer to ``app``."""
     documents = declared(settings, "documents")
+    _require_one_partition(settings, documents)
     table = app.Table(TABLE_NAME, default=None, partitions=1, key_type=str, value_type=bytes)
     ledger = pipeline.ledger_settings()
     chart = pipeline.load_chart()
@@ -98,6 +99,18 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Pos
                                               value=serde.encode("metric_aggregate", datum))
 
     return processor
+
+
+def _require_one_partition(settings: Settings, topic: str) -> None:
+    """Refuse to post from a documents topic with more than one partition: the posting order
+    would no longer be one total order (see deploy/topics.yaml)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    partitions = len(admin.list_topics(topic, timeout=30).topics[topic].partitions)
+    if partitions != 1:
+        raise SystemExit(f"{topic} has {partitions} partitions; the posting stage needs exactly "
+                         "one (re-create it from deploy/topics.yaml)")
 
 
 class _TableView:
