@@ -175,13 +175,27 @@ def _drop_pipeline(pipeline: Pipeline, settings: Settings, kafka_admin) -> None:
 
 
 @pytest.fixture
-def pipeline(settings, kafka_admin, tmp_path) -> Iterator[Pipeline]:
-    """An isolated pipeline (topics + store schema), not started, no connector."""
-    made = _make_pipeline(settings, tmp_path, kafka_admin)
+def pipeline_factory(settings, kafka_admin, tmp_path) -> Iterator[Callable[[], Pipeline]]:
+    """Makes isolated pipelines (topics + store schema), not started; all dropped afterwards."""
+    made: list[Pipeline] = []
+
+    def make() -> Pipeline:
+        sub = tmp_path / f"p{len(made)}"
+        sub.mkdir()
+        made.append(_make_pipeline(settings, sub, kafka_admin))
+        return made[-1]
+
     try:
-        yield made
+        yield make
     finally:
-        _drop_pipeline(made, settings, kafka_admin)
+        for item in made:
+            _drop_pipeline(item, settings, kafka_admin)
+
+
+@pytest.fixture
+def pipeline(pipeline_factory) -> Pipeline:
+    """An isolated pipeline (topics + store schema), not started, no connector."""
+    return pipeline_factory()
 
 
 @pytest.fixture(scope="session")

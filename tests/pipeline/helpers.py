@@ -113,3 +113,93 @@ def same_amounts(a: dict[str, list[tuple]], b: dict[str, list[tuple]]) -> bool:
     """Equal entry ids and per entry equal (account, debit, credit) amounts (scale ignored)."""
     norm = lambda rows: sorted((acc, d.normalize(), c.normalize()) for acc, d, c in rows)  # noqa: E731
     return a.keys() == b.keys() and all(norm(a[k]) == norm(b[k]) for k in a)
+
+
+# --------------------------------------------------------------------------- a simulation
+
+
+def simulate(documents_n: int, seed: int = 7) -> list[bytes]:
+    """A seeded stream of encoded document events (receipts, invoices, payments, invoice edits)
+    for the documents topic, versions strictly increasing in stream order."""
+    import dataclasses
+    import datetime as dt
+    import random
+
+    from salesledger.ledger.model import (
+        GoodsReceipt, Invoice, InvoiceLine, Payment, ReceiptLine, SourcePosition,
+    )
+    from salesledger.streams.assembly import DocumentEvent
+    from salesledger.streams.documents import DOCUMENT_SUBJECT, document_datum
+
+    rng = random.Random(seed)
+    skus = [f"SKU{i}" for i in range(8)]
+    customers = [f"C{i}" for i in range(30)]
+    t0 = dt.datetime(2026, 4, 1, 8, 0, tzinfo=dt.UTC)
+    out, invoices = [], []
+    for i in range(documents_n):
+        lsn = 1_000_000 + i * 100
+        at = t0 + dt.timedelta(seconds=7 * i)
+        day = at.date()
+        roll = rng.random()
+        if i % 12 == 0 or roll < 0.08:
+            doc = GoodsReceipt(id=f"GR{i}", number=f"GR-{i}", date=day, currency="AZN",
+                               supplier="S1", warehouse="W1", lines=tuple(
+                                   ReceiptLine(sku=sku, qty=Decimal(rng.randint(20, 60)),
+                                               unit_cost=Decimal(rng.randint(300, 900)) / 100,
+                                               vat_rate=Decimal(18))
+                                   for sku in rng.sample(skus, 3)))
+            operation = "created"
+        elif roll < 0.25 and invoices:
+            number, customer = rng.choice(invoices)
+            doc = Payment(id=f"P{i}", number=f"PAY-{i}", date=day, currency="AZN",
+                          customer=customer, method=rng.choice(["bank", "cash"]),
+                          amount=Decimal(rng.randint(500, 5000)) / 100)
+            operation = "created"
+        elif roll < 0.30 and invoices:
+            number, customer = rng.choice(invoices[-5:])
+            doc = Invoice(id=number, number=number, date=day, currency="AZN", customer=customer,
+                          warehouse="W1", branch="B1", payment_terms_days=14, lines=(
+                              InvoiceLine(line_no=1, sku=rng.choice(skus), qty=Decimal(1),
+                                          unit_price=Decimal(rng.randint(1000, 2000)) / 100,
+                                          vat_rate=Decimal(18)),))
+            operation = "changed"
+        else:
+            number, customer = f"INV-{i}", rng.choice(customers)
+            doc = Invoice(id=number, number=number, date=day, currency="AZN", customer=customer,
+                          warehouse="W1", branch=rng.choice(["B1", "B2"]), payment_terms_days=14,
+                          lines=tuple(InvoiceLine(line_no=n + 1, sku=sku, qty=Decimal(rng.randint(1, 3)),
+                                                  unit_price=Decimal(rng.randint(1000, 2500)) / 100,
+                                                  vat_rate=Decimal(18))
+                                      for n, sku in enumerate(rng.sample(skus, rng.randint(1, 3)))))
+            invoices.append((number, customer))
+            operation = "created"
+        source = SourcePosition(lsn=lsn, tx_id=5000 + i, commit_time=at)
+        doc = dataclasses.replace(doc, version=lsn, source=source)
+        event = DocumentEvent(key=doc.key, operation=operation, version=(lsn, 1), document=doc,
+                              source=source)
+        out.append(SERDE.encode(DOCUMENT_SUBJECT, document_datum(event)))
+    return out
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    """Produce ``values`` in order (idempotent producer, acks=all)."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                         "enable.idempotence": True, "linger.ms": 5})
+    for value in values:
+        producer.produce(topic, key=b"k", value=value)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def group_lag(bootstrap: str, group: str, topic: str) -> int | None:
+    """End offset minus the group's committed offset on partition 0 (None: nothing committed)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        committed = consumer.committed([TopicPartition(topic, 0)], timeout=30)[0].offset
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+        return None if committed < 0 else high - committed
+    finally:
+        consumer.close()
