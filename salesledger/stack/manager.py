@@ -61,8 +61,17 @@ def service_by_name(settings: Settings, name: str) -> Service:
     raise StackError(name, f"no such service (known: {names})")
 
 
+_DISK_FREE_MIN_BYTES = 1 << 30
+
+
 def preflight(settings: Settings, todo: list[Service]) -> None:
-    """Check everything needed to start ``todo`` before starting any of it."""
+    """Check everything needed to start ``todo`` before starting any of it: free disk, each
+    service's binaries and ports, and Maven when jars are missing."""
+    if todo:
+        free = shutil.disk_usage(settings.stack_dir).free
+        if free < _DISK_FREE_MIN_BYTES:
+            raise StackError("stack", f"only {free >> 20} MiB free under {settings.stack_dir}; "
+                             "the stack needs at least 1 GiB", settings.log_dir / "stack.log")
     for service in todo:
         service.preflight()
     if any(isinstance(s, JvmService) for s in todo):

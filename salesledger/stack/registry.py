@@ -10,6 +10,7 @@ available, with the reason, and is not required for the stack's health.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import urllib.error
 import uuid
@@ -88,12 +89,28 @@ class RegistryService(Service):
             env["PATH"] = f"{java.parent}:{env.get('PATH', '')}"
         return env
 
+    @property
+    def build_root(self) -> Path:
+        """Where ``build.sh`` builds (beside the Maven jars, so stacks sharing
+        ``SALESLEDGER_JARS_DIR`` share one build and ``reset --all`` keeps it)."""
+        return self.settings.lib_dir / "registry-build"
+
     def prepare(self) -> None:
         folder = _folder()
         assert folder is not None
-        self.run_tool(["bash", str(folder / "build.sh"), str(self.settings.stack_dir)],
+        self.build_root.mkdir(parents=True, exist_ok=True)
+        self.run_tool(["bash", str(folder / "build.sh"), str(self.build_root)],
                       "build the registry (cached after the first time)",
                       timeout_s=_BUILD_TIMEOUT_S, env=self._env())
+        # run.sh STACK_DIR expects STACK_DIR/registry/build; data stays in STACK_DIR/registry/data
+        link, target = self.home / "build", self.build_root / "registry" / "build"
+        self.home.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() and link.resolve() != target.resolve():
+            link.unlink()
+        elif link.exists() and not link.is_symlink():
+            shutil.rmtree(link)
+        if not link.is_symlink():
+            link.symlink_to(target)
 
     def start(self) -> subprocess.Popen:
         folder = _folder()

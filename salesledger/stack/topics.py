@@ -16,6 +16,7 @@ It never decreases partitions and never deletes a topic.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ from salesledger.config import Profile, Settings
 from salesledger.resources import resource_path
 
 _TIMEOUT_S = 30.0
+# librdkafka's own chatter (e.g. purged background events on close) stays out of the CLI output;
+# failures surface as exceptions from the admin futures.
+_QUIET = logging.getLogger("salesledger.stack.topics.rdkafka")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,7 @@ def apply_topics(settings: Settings, profile: Profile | None = None,
     if path is None:
         return report
     specs = load_topics(path, settings.topic_prefix_for(profile))
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "logger": _QUIET})
     existing = admin.list_topics(timeout=_TIMEOUT_S).topics
     missing = [s for s in specs if s.name not in existing]
     if missing:

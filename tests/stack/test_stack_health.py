@@ -26,7 +26,7 @@ def test_status_cli_reports_every_service_healthy(settings):
     assert result.returncode == 0, result.stdout + result.stderr
     lines = {line.split("│")[1].strip(): line for line in result.stdout.splitlines()
              if line.startswith("│") and line.split("│")[1].strip()}
-    for service in ("postgresql", "kafka", "connect", "prometheus"):
+    for service in ("postgresql", "kafka", "connect", "prometheus", "registry"):
         assert service in lines, result.stdout
         assert "healthy" in lines[service] and "unhealthy" not in lines[service], lines[service]
     assert "3.6.1.Final" in lines["connect"]
@@ -186,3 +186,23 @@ def test_stack_up_is_idempotent_on_the_shared_stack(settings):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "starting" not in result.stdout
     assert {p.name: p.read_text() for p in (settings.stack_dir / "run").glob("*.pid")} == pids
+
+
+@pytest.mark.stack
+def test_registry_stores_and_returns_an_avro_decimal_schema(settings):
+    """The Confluent-compatible API of the stack's registry (Apicurio, /apis/ccompat/v7)."""
+    from salesledger.stack.connect import http_json
+
+    schema = {"type": "record", "name": "Line", "namespace": "salesledger.test",
+              "fields": [{"name": "amount", "type": {"type": "bytes", "logicalType": "decimal",
+                                                     "precision": 12, "scale": 2}}]}
+    subject = f"{settings.topic_prefix}.registry-probe-{os.getpid()}-value"
+    created = http_json(f"{settings.registry_url}/subjects/{subject}/versions", method="POST",
+                        body={"schema": json.dumps(schema)})
+    try:
+        fetched = http_json(f"{settings.registry_url}/schemas/ids/{created['id']}")
+        assert json.loads(fetched["schema"]) == schema
+        latest = http_json(f"{settings.registry_url}/subjects/{subject}/versions/latest")
+        assert latest["id"] == created["id"] and latest["version"] == 1
+    finally:
+        http_json(f"{settings.registry_url}/subjects/{subject}", method="DELETE")
