@@ -29,6 +29,7 @@ import dataclasses
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from salesledger.ledger import engine
@@ -78,6 +79,26 @@ class StepStats:
     dead_letters: int = 0
     entries: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_LEAVES = frozenset({str, int, bool, Decimal, dt.date, dt.datetime, type(None), bytes, float})
+
+
+def _datum(value: Any) -> Any:
+    """A model dataclass as the plain dict/list tree Avro encodes (``dataclasses.asdict``
+    without its deep copies: the values are immutable)."""
+    cls = type(value)
+    if cls in _LEAVES:
+        return value
+    names = _FIELDS.get(cls)
+    if names is None and dataclasses.is_dataclass(value):
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    if names is not None:
+        return {name: _datum(getattr(value, name)) for name in names}
+    if isinstance(value, (tuple, list)):
+        return [_datum(item) for item in value]
+    return value
 
 
 def _flatten(result: PostingResult) -> list[PostingResult]:
@@ -184,16 +205,16 @@ class PostingProcessor:
             for entry in res.entries:
                 ref = entry.document
                 outputs.append(Output(JOURNAL_TOPIC, f"{ref.type}:{ref.number}".encode(),
-                                      self.serde.encode("journal_entry", dataclasses.asdict(entry))))
+                                      self.serde.encode("journal_entry", _datum(entry))))
             for movement in res.movements:
                 outputs.append(Output(MOVEMENTS_TOPIC,
                                       f"{movement.sku}@{movement.warehouse}".encode(),
                                       self.serde.encode("stock_movement",
-                                                        dataclasses.asdict(movement))))
+                                                        _datum(movement))))
             for update in res.receivable_updates:
                 outputs.append(Output(RECEIVABLES_TOPIC, update.customer.encode(),
                                       self.serde.encode("receivable_update",
-                                                        dataclasses.asdict(update))))
+                                                        _datum(update))))
             if fresh and self.aggregator is not None:
                 self.aggregator.add(res.entries)
             self.stats.entries += len(res.entries)
