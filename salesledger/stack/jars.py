@@ -111,7 +111,8 @@ def ensure_jars(settings: Settings) -> bool:
         text = process.tail(log_path, 400)
         unreachable = any(word in text for word in (
             "Could not transfer", "UnknownHost", "Connection refused", "Network is unreachable",
-            "Connect timed out", "Could not resolve dependencies"))
+            "Connect timed out", "Could not resolve dependencies", "could not be resolved",
+            "Cannot access", "offline mode"))
         cause = ("Maven Central unreachable (could not download the jars)" if unreachable
                  else f"Maven failed with exit code {result.returncode}")
         raise StackError("maven", cause, log_path)
