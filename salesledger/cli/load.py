@@ -1,4 +1,4 @@
-"""``salesledger load online-retail|northwind --path FILE [--days N] [--since DATE] [--seed S]``.
+"""``salesledger load online-retail|northwind|pagila --path FILE [--days N] [--since DATE] [--seed S]``.
 
 Loads a dataset slice's **master data and opening balances** into the profile's sales database
 (idempotent: a re-run writes nothing). Documents arrive only through ``salesledger simulate``,
@@ -55,6 +55,11 @@ def build_plan(path: Path, days: Optional[int], since: Optional[dt.date], seed: 
 
         rows = nw.read_dump(path)
         available = nw.shipping_days(nw.orders_of(rows))
+    elif dataset == "pagila":
+        from salesledger.datasets import pagila as pg
+
+        rows = pg.read_dump(path)
+        available = pg.activity_days(rows)
     else:
         from salesledger.datasets.plan import plan_online_retail
 
@@ -66,6 +71,8 @@ def build_plan(path: Path, days: Optional[int], since: Optional[dt.date], seed: 
         raise orr.DatasetError(f"no trading day between {since} and {until}")
     if dataset == "northwind":
         return nw.plan_northwind(rows, chosen, seed)
+    if dataset == "pagila":
+        return pg.plan_pagila(rows, chosen, seed)
     return plan_online_retail(lines, chosen, seed)
 
 
@@ -101,6 +108,18 @@ def northwind(path: Path = typer.Option(..., "--path", exists=True, dir_okay=Fal
     """Upsert Northwind's customers, suppliers and products (USD, VAT 0%) and record the opening
     stock at cost, for the chosen slice of shipping days."""
     _load("northwind", path, days, since, seed, shift, profile, as_json)
+
+
+@app.command("pagila")
+def pagila(path: Path = typer.Option(..., "--path", exists=True, dir_okay=False, readable=True,
+                                     help="pagila-data.sql (devrimgunduz/pagila data-only dump)."),
+           days: Optional[int] = DAYS_OPTION, since: Optional[dt.datetime] = SINCE_OPTION,
+           seed: int = SEED_OPTION, shift: bool = SHIFT_OPTION,
+           profile: Optional[str] = PROFILE_OPTION,
+           as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """Upsert Pagila's stores (branches, warehouses), customers and rented films (services, USD,
+    VAT 0%) for the chosen slice of activity days; no stock."""
+    _load("pagila", path, days, since, seed, shift, profile, as_json)
 
 
 def _load(dataset: str, path: Path, days: Optional[int], since: Optional[dt.datetime], seed: int,

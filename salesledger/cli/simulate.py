@@ -55,7 +55,7 @@ def speed_for(plan, within_s: float) -> float:
 def simulate(
     dataset: str = typer.Option("online-retail", "--dataset", help="Dataset to replay."),
     path: Path = typer.Option(..., "--path", exists=True, dir_okay=False, readable=True,
-                              help="The dataset file: Online Retail CSV, or northwind.sql."),
+                              help="The dataset file: Online Retail CSV, northwind.sql or pagila-data.sql."),
     speed: str = typer.Option(DEFAULT_SPEED, "--speed",
                               help="Simulated seconds per wall second; 'max' = as fast as possible."),
     shift: Optional[bool] = typer.Option(None, "--shift-to-today/--no-shift",

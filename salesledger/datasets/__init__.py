@@ -7,6 +7,8 @@ Layer map (what each module holds and may import):
   adjustments) and the matching of cancellation lines (``C…``) to earlier invoices. Pure.
 - :mod:`salesledger.datasets.northwind` — the Northwind dump (orders, exact decimals from
   ``real``) planned the same way. Pure.
+- :mod:`salesledger.datasets.pagila` — the Pagila dump (rentals as service invoices, its real
+  payments). Pure.
 - :mod:`salesledger.datasets.model` — the seeded generative model for what the dataset lacks
   (unit costs, opening stock, goods receipts, payers and payment terms, edits and duplicate
   entries). Pure; same seed, same output.
@@ -20,4 +22,4 @@ The pure modules never import psycopg, Kafka or Faust; :mod:`salesledger.simulat
 import them, not the other way round.
 """
 
-DATASETS = ("online-retail", "northwind")
+DATASETS = ("online-retail", "northwind", "pagila")

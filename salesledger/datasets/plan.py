@@ -103,6 +103,9 @@ class Plan:
     branch: tuple[str, str] = (orr.BRANCH, "UK online retail (Online Retail dataset)")
     warehouse: tuple[str, str] = (orr.WAREHOUSE, "UK main warehouse")
     currency: str = orr.CURRENCY
+    #: more branches (code, name) and warehouses (code, name, branch code) than the main ones
+    extra_branches: tuple[tuple[str, str], ...] = ()
+    extra_warehouses: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def opening_as_of(self) -> dt.date:

@@ -134,9 +134,11 @@ def master_data_rows(plan: Plan) -> dict[str, tuple[str, list[dict[str, Any]]]]:
     """The master data of ``plan`` as rows per sales table: ``{table: (key column, rows)}``,
     in the order they must be written (warehouses need their branch, products their unit)."""
     return {
-        "branches": ("code", [{"code": plan.branch[0], "name": plan.branch[1]}]),
-        "warehouses": ("code", [{"code": plan.warehouse[0], "name": plan.warehouse[1],
-                                 "branch_code": plan.branch[0]}]),
+        "branches": ("code", list({b[0]: {"code": b[0], "name": b[1]}
+                                   for b in (plan.branch, *plan.extra_branches)}.values())),
+        "warehouses": ("code", list({w[0]: {"code": w[0], "name": w[1], "branch_code": w[2]}
+                                     for w in ((*plan.warehouse, plan.branch[0]),
+                                               *plan.extra_warehouses)}.values())),
         "units": ("code", [{"code": orr.UNIT, "name": "piece"}]),
         "customers": ("code", [{"code": c.code, "name": c.name, "tax_id": None,
                                 "payment_terms_days": c.payment_terms_days, "vat_payer": False,

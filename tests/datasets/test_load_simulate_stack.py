@@ -231,3 +231,57 @@ def test_load_and_simulate_northwind(settings, pg_connect, tmp_path):
              "--summary-json", str(tmp_path / "nw2.json")])
     rerun = json.loads((tmp_path / "nw2.json").read_text())
     assert rerun["executed"] == {} and rerun["skipped_already_done"] == len(plan.steps)
+
+
+PAGILA_SQL = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "pagila" / "pagila-data.sql"
+
+
+@pytest.mark.stack
+def test_load_and_simulate_pagila(settings, pg_connect, tmp_path):
+    """Two activity days of Pagila: every rental of those (UTC) days one posted invoice, every
+    positive payment one posted payment, the zero payment a dead letter; re-running is a no-op."""
+    import datetime as dt
+
+    from salesledger.cli.load import build_plan
+    from salesledger.cli.salesdb import identifiers
+    from salesledger.datasets import store
+    from salesledger.salesdb.migrations import migrate
+
+    migrate(settings.dsn("sales", "owner"), identifiers(settings))
+    since = "2022-05-27"  # with the next activity day: rentals, payments, one payment of 0.00
+    plan = build_plan(PAGILA_SQL, 2, dt.date.fromisoformat(since), 42, dataset="pagila")
+    days = set(plan.days)
+    blocks: dict[str, list[list[str]]] = defaultdict(list)
+    table = None
+    for line in PAGILA_SQL.read_text(encoding="utf-8").splitlines():
+        if line.startswith("COPY public."):
+            table = line.split()[1].split(".")[1]
+        elif line == "\\.":
+            table = None
+        elif table:
+            blocks["payment" if table.startswith("payment_p") else table].append(line.split("\t"))
+    utc = lambda text: dt.datetime.fromisoformat(text).astimezone(dt.timezone.utc).date()  # noqa: E731
+    rentals = {f"R{r[0]}" for r in blocks["rental"] if utc(r[1]) in days}
+    payments = {f"P{p[0]}": Decimal(p[4]) for p in blocks["payment"] if utc(p[5]) in days}
+    positive = {n for n, a in payments.items() if a > 0}
+    conn = pg_connect("sales", "owner")
+    store.ensure_schema(conn, settings.reporting_role)
+    _clean(conn, plan)
+
+    args = ["--path", str(PAGILA_SQL), "--days", "2", "--since", since, "--profile", "test"]
+    _invoke(["load", "pagila", *args, "--json"])
+    _invoke(["simulate", "--dataset", "pagila", *args, "--speed", "max",
+             "--summary-json", str(tmp_path / "pg.json")])
+    summary = json.loads((tmp_path / "pg.json").read_text())
+    assert {r[0] for r in conn.execute("SELECT number FROM sales.invoices WHERE number = ANY(%s)"
+                                       " AND status = 'posted'", (list(rentals),))} == rentals and rentals
+    got = dict(conn.execute("SELECT number, amount FROM sales.payments WHERE number = ANY(%s)"
+                            " AND status = 'posted'", (list(payments),)).fetchall())
+    assert got == {n: payments[n] for n in positive}
+    assert summary["plan"]["dead_letters"] == {"zero_amount_payment": len(payments) - len(positive)}
+    assert len(payments) > len(positive)
+    assert {r[0] for r in conn.execute("SELECT code FROM sales.branches WHERE code LIKE 'PG-S%%'")} >= {"PG-S1", "PG-S2"}
+    _invoke(["simulate", "--dataset", "pagila", *args, "--speed", "max",
+             "--summary-json", str(tmp_path / "pg2.json")])
+    rerun = json.loads((tmp_path / "pg2.json").read_text())
+    assert rerun["executed"] == {} and rerun["skipped_already_done"] == len(plan.steps)
