@@ -16,7 +16,8 @@ class SinkSettings(BaseSettings):
     suffixes after the profile prefix (``deploy/topics.yaml``). ``dead_letter_topic``: suffix of
     the dead-letter topic. ``schema``: the accounting store's schema. ``store_retry_ms_max``:
     longest pause between attempts while the store is unavailable (the worker never gives up
-    and never acknowledges meanwhile).
+    and never acknowledges meanwhile). ``session_timeout_ms``: how long Kafka waits before
+    handing a silent (killed) worker's partitions to another.
     """
 
     model_config = SettingsConfigDict(env_prefix="SALESLEDGER_SINK_", frozen=True, extra="ignore",
@@ -34,6 +35,11 @@ class SinkSettings(BaseSettings):
     poll_ms: int = Field(default=100, ge=1, le=5_000)
     store_retry_ms_max: int = Field(default=5_000, ge=10, le=60_000)
     metrics_port: int | None = None
+    #: Kafka static membership: a restarted worker with the same id takes its partitions back
+    #: at once instead of after a session timeout. None: ``SALESLEDGER_WORKER_NAME`` (set by
+    #: the supervisor, ``sink-0``...), else dynamic membership.
+    group_instance_id: str | None = None
+    session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
 
     @model_validator(mode="after")
     def _check(self) -> "SinkSettings":

@@ -19,6 +19,7 @@ SIGTERM / SIGINT stop the loop after the current batch is written; nothing is ha
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -98,14 +99,7 @@ class SinkWorker:
             SchemaNotReady: the store's schema lacks migrations this code expects.
         """
         self._check_schema()
-        self._consumer = Consumer({
-            "bootstrap.servers": self.settings.kafka_bootstrap,
-            "group.id": self.sink.consumer_group,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        })
+        self._consumer = Consumer(self._consumer_config())
         self._producer = Producer({"bootstrap.servers": self.settings.kafka_bootstrap,
                                    "enable.idempotence": True, "acks": "all"})
         self._consumer.subscribe(self.topics, on_assign=self._on_assign,
@@ -119,6 +113,21 @@ class SinkWorker:
             self._producer.flush(10)
             self.writer.close()
         return self.stats
+
+    def _consumer_config(self) -> dict[str, object]:
+        config: dict[str, object] = {
+            "bootstrap.servers": self.settings.kafka_bootstrap,
+            "group.id": self.sink.consumer_group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "session.timeout.ms": self.sink.session_timeout_ms,
+        }
+        instance = self.sink.group_instance_id or os.environ.get("SALESLEDGER_WORKER_NAME")
+        if instance:
+            config["group.instance.id"] = instance
+        return config
 
     def _check_schema(self) -> None:
         expected = [m.version for m in discover()]

@@ -37,6 +37,16 @@ def store(settings: Settings, owner_conn: psycopg.Connection) -> Iterator[str]:
 
 
 @pytest.fixture
+def another_store(settings: Settings, owner_conn: psycopg.Connection) -> Iterator[str]:
+    """A second fresh schema in the same test (to compare two ledgers)."""
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    apply_migrations(owner_conn, schema, writer_role=settings.sink_role,
+                     reporting_role=settings.reporting_role)
+    yield schema
+    owner_conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
 def sink_connect(settings: Settings) -> Callable[[], psycopg.Connection]:
     """Opens a connection as the sink writer role."""
     return lambda: psycopg.connect(**settings.conninfo("accounting", "sink"), connect_timeout=10)

@@ -28,20 +28,6 @@ def _write(sink_connect, schema: str, facts) -> None:
     LedgerWriter(sink_connect, consumer_group="audit", schema=schema).write(records(facts))
 
 
-@pytest.fixture
-def another_store(settings, owner_conn):
-    """A second fresh schema (the ``store`` fixture gives one per test)."""
-    import uuid
-
-    from salesledger.sinks.migrate import apply_migrations
-
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    apply_migrations(owner_conn, schema, writer_role=settings.sink_role,
-                     reporting_role=settings.reporting_role)
-    yield schema
-    owner_conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-
-
 def test_ledger_hash_is_stable_across_runs_and_insertion_order(
         store, another_store, sink_connect, owner_conn):
     facts = [make_entry(n) for n in range(30)]
