@@ -28,6 +28,7 @@ import dataclasses
 import json
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -189,6 +190,7 @@ class LedgerWriter:
         # 8. The caller acknowledges to Kafka now (after this returns).
         self._account(result, inserted, len(entries), offsets, sum(map(len, tables.values())),
                       time.perf_counter() - started)
+        _observe_freshness(entries, new_ids)
 
     def _insert_entries(self, conn: psycopg.Connection, rows: list[Row]) -> set[str]:
         if not rows:
@@ -307,6 +309,19 @@ class _Statements:
                 stmt = stmt + sql.SQL(" RETURNING {}").format(sql.Identifier(returning))
             self._inserts[key] = stmt
         return self._inserts[key]
+
+
+_COMMIT_AT = [name for name, _ in TABLES["journal_entries"]].index("source_commit_at")
+
+
+def _observe_freshness(entries: list[Row], new_ids: set[str]) -> None:
+    """Freshness of the entries this transaction added (source commit -> store commit)."""
+    now = datetime.now(UTC)
+    for row in entries:
+        committed_at = row[_COMMIT_AT]
+        if row[0] in new_ids and committed_at is not None:
+            metrics.FRESHNESS_SECONDS.observe(max(0.0, (now - committed_at).total_seconds()))
+    metrics.LAST_COMMIT.set(now.timestamp())
 
 
 def _columns(rows: list[Row], table: str) -> list[list]:

@@ -244,3 +244,20 @@ def test_records_must_come_in_partition_order(store, sink_connect):
             LedgerRecord(Position(TOPIC, 0, 4), make_entry(2))]
     with pytest.raises(AssertionError, match="out of order"):
         _writer(sink_connect, store).write(recs)
+
+
+def test_freshness_is_observed_for_new_entries_only(store, sink_connect):
+    before = metrics.FRESHNESS_SECONDS._sum.get(), _hist_count()
+    writer = _writer(sink_connect, store)
+    writer.write(records([make_entry(n) for n in range(3)]))
+    writer.write(records([make_entry(n) for n in range(3)]))  # duplicates: not observed again
+    after_sum, after_count = metrics.FRESHNESS_SECONDS._sum.get(), _hist_count()
+    assert after_count - before[1] == 3
+    # make_entry's source commit time is 2026-01-05: every entry is at least that old
+    age_s = (dt.datetime.now(dt.UTC) - dt.datetime(2026, 1, 5, tzinfo=dt.UTC)).total_seconds()
+    assert after_sum - before[0] >= 3 * (age_s - 60)
+
+
+def _hist_count() -> float:
+    return sum(s.value for s in metrics.FRESHNESS_SECONDS.collect()[0].samples
+               if s.name.endswith("_count"))
