@@ -7,10 +7,12 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -26,6 +28,12 @@ from sink_factories import count, make_entry
 pytestmark = pytest.mark.stack
 #: Generous liveness bound (the worker needs well under a second per batch).
 DEADLINE_S = 180
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _produce(settings, topic: str, values: list[bytes | None]) -> None:
@@ -127,7 +135,8 @@ def test_worker_stops_gracefully_on_sigterm(settings, store, owner_conn, fresh_t
     group = consumer_group("sink")
     _produce(settings, topic, [serde.encode("journal_entry", dataclasses.asdict(make_entry(n)))
                                for n in range(25)])
-    env = {**os.environ, "SALESLEDGER_PROFILE": "test",
+    port = _free_port()
+    env = {**os.environ, "SALESLEDGER_PROFILE": "test", "SALESLEDGER_SINK_METRICS_PORT": str(port),
            "SALESLEDGER_SINK_CONSUMER_GROUP": group,
            "SALESLEDGER_SINK_TOPICS": json.dumps([_suffix(settings, topic)]),
            "SALESLEDGER_SINK_SCHEMA": store}
@@ -135,6 +144,9 @@ def test_worker_stops_gracefully_on_sigterm(settings, store, owner_conn, fresh_t
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_for_offset(owner_conn, group, topic, store, 25)
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read()
+        assert b'salesledger_sink_rows_written_total{table="journal_entries"} 25.0' in scraped
+        assert b"salesledger_sink_freshness_seconds_count 25.0" in scraped
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=DEADLINE_S)
     finally:
