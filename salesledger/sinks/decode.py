@@ -50,7 +50,8 @@ class UnexpectedTopic(RejectedRecord):
 
 
 @lru_cache(maxsize=1)
-def _serde() -> Any:
+def shared_serde() -> Any:
+    """The process's :class:`~salesledger.streams.serde.AvroSerde` (schema catalog loaded once)."""
     from salesledger.streams.serde import AvroSerde
 
     return AvroSerde()
@@ -82,7 +83,7 @@ def decode_record(topic: str, partition: int, offset: int, key: bytes | None,
     if spec is None:
         raise UnexpectedTopic(f"the sink has no decoder for topic {topic!r}")
     subject, cls = spec
-    datum = _serde().decode(value, subject)
+    datum = shared_serde().decode(value, subject)
     if datum is None:
         return None
     try:

@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from salesledger.config import Settings
 from salesledger.sinks import metrics
-from salesledger.sinks.decode import decode_record
+from salesledger.sinks.decode import decode_record, shared_serde
 from salesledger.sinks.migrate import applied_versions, discover
 from salesledger.sinks.records import LedgerRecord, Position
 from salesledger.sinks.settings import SinkSettings
@@ -250,9 +250,9 @@ class SinkWorker:
                 pause_s = min(pause_s * 2, self.sink.store_retry_ms_max / 1000)
 
     def _publish_dead_letters(self, dead_letters: list[DeadLetter]) -> None:
-        from salesledger.streams.serde import AvroSerde
-
-        serde = AvroSerde()
+        if not dead_letters:
+            return
+        serde = shared_serde()
         for dead in dead_letters:
             if dead.source_topic == self.dead_letter_topic:
                 continue  # a bad record of the dead-letter topic itself: stored, not looped
