@@ -4,13 +4,17 @@ accounting store, compared with the posting engine run on the same documents."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from salesledger.streams.documents import DocumentVersionEvent
 from tests.pipeline.conftest import unique
 from tests.pipeline.helpers import (
+    SERDE,
     documents_on_topic,
     entries_as_rows,
+    read_topic,
     reference_entries,
     same_amounts,
     store_entries,
@@ -52,6 +56,8 @@ def test_CDC_17_sql_to_accounting_store_equals_engine(captured_pipeline, pg_conn
     pipeline = captured_pipeline
     sales = pg_connect("sales")
     sales.execute(MASTER_DATA)
+    pipeline.env["SALESLEDGER_PIPELINE_METRICS_WINDOW_S"] = "5"
+    pipeline.env["SALESLEDGER_PIPELINE_METRICS_FLUSH_S"] = "1"
     pipeline.start(workers=1)
     receipt, invoice = unique("PGR"), unique("PINV")
     post_receipt_and_invoice(sales, receipt, invoice)
@@ -81,3 +87,18 @@ def test_CDC_17_sql_to_accounting_store_equals_engine(captured_pipeline, pg_conn
     assert revenue == [(0, 25)]  # 2 x 12.50 net, exact decimals end to end
     topics = {t for t in kafka_admin.list_topics(timeout=30).topics if t.startswith(pipeline.prefix)}
     assert f"{pipeline.prefix}-posting-ledger-changelog" in topics  # declared by Faust itself
+
+    # the real-time metrics topic: per-window revenue and COGS of this branch and SKU sum to
+    # the ledger's (other documents of the shared sales database carry other dimensions)
+    def metric_sums():
+        sums: dict[str, Decimal] = {}
+        for message in read_topic(bootstrap, pipeline.topic("metrics")):
+            datum = SERDE.decode(message.value())
+            if datum["dimensions"] == {"branch": "PB1", "sku": "PSKU1"}:
+                sums[datum["metric"]] = sums.get(datum["metric"], Decimal(0)) + datum["amount_sum"]
+        return sums if {"revenue_amount", "cogs_amount"} <= sums.keys() else None
+
+    sums = pipeline.wait_for("revenue and COGS windows on the metrics topic", metric_sums)
+    cogs = sum(d - c for e in stored.values() for a, d, c in e if a == "701")
+    assert sums["revenue_amount"] == Decimal("25.00") and sums["cogs_amount"] == cogs == Decimal("10.00")
+    assert sums["margin_amount"] == Decimal("15.00")
