@@ -187,6 +187,8 @@ class SinkWorker:
             wait_ms = max(0.0, min(wait_ms, self.sink.batch_linger_ms - elapsed_ms))
         for msg in self._consumer.consume(room, timeout=wait_ms / 1000):
             if msg.error():
+                if msg.error().fatal():  # e.g. fenced by another worker with our instance id
+                    raise KafkaException(msg.error())
                 log.warning("consumer error: %s", msg.error())
                 continue
             self._add(self._decode(msg))
