@@ -74,7 +74,6 @@ def simulate(
     import psycopg
 
     from salesledger.datasets import DATASETS, store
-    from salesledger.datasets.online_retail import DatasetError
     from salesledger.simulation import run_plan
 
     if dataset not in DATASETS:
@@ -84,18 +83,7 @@ def simulate(
     rate = parse_speed(speed)
     settings = settings_for(profile)
     dsn = settings.dsn("sales", "owner")
-    with psycopg.connect(dsn) as conn:
-        load = store.latest_load(conn, dataset)
-    from_load = load is not None and days is None and since is None
-    since_day = load.first_day if from_load else (since.date() if since else None)
-    until = load.last_day if from_load else None
-    if seed is None:
-        seed = load.seed if load else 42
-    try:
-        plan = build_plan(path, days, since_day, seed, until=until, dataset=dataset)
-    except (DatasetError, ValueError) as exc:
-        console.print(f"[bold red]simulate failed[/]: {exc}")
-        raise typer.Exit(2)
+    plan, load = _plan_for(dsn, dataset, path, days, since, seed)
     if within is not None:
         rate = speed_for(plan, within)
     if shift is None:
@@ -124,6 +112,29 @@ def simulate(
         console.print(f"summary written to {summary_json}")
     if result.interrupted:
         raise typer.Exit(130)
+
+
+def _plan_for(dsn: str, dataset: str, path: Path, days: Optional[int],
+              since: Optional[dt.datetime], seed: Optional[int]):
+    """The plan to replay and the latest load record (None): without --days/--since the latest
+    load's slice, without --seed its seed (else 42)."""
+    import psycopg
+
+    from salesledger.datasets import store
+    from salesledger.datasets.online_retail import DatasetError
+
+    with psycopg.connect(dsn) as conn:
+        load = store.latest_load(conn, dataset)
+    from_load = load is not None and days is None and since is None
+    since_day = load.first_day if from_load else (since.date() if since else None)
+    until = load.last_day if from_load else None
+    if seed is None:
+        seed = load.seed if load else 42
+    try:
+        return build_plan(path, days, since_day, seed, until=until, dataset=dataset), load
+    except (DatasetError, ValueError) as exc:
+        console.print(f"[bold red]simulate failed[/]: {exc}")
+        raise typer.Exit(2)
 
 
 def _run_with_progress(dsn: str, plan, rate: float, shift_days: int, run_plan):

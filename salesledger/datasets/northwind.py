@@ -116,6 +116,7 @@ class Order:
 
     @property
     def number(self) -> str:
+        """The invoice number ``NW<order_id>``."""
         return f"NW{self.order_id}"
 
 
@@ -157,26 +158,34 @@ def _dead_letter(order: Order, sku: str, reason: str, qty: Decimal, at: dt.datet
     return orr.DeadLetter(line, reason, f"{order.number}: {reason} ({sku})")
 
 
+def _invoice_lines(order: Order) -> tuple[dict[str, Any], ...]:
+    """The order's detail lines, then the freight line (rule 3)."""
+    lines = tuple({"line_no": no, "sku": sku, "description": None, "qty": qty, "unit_price": price,
+                   "discount_percent": disc, "vat_rate": VAT_RATE_PERCENT}
+                  for no, (sku, qty, price, disc) in enumerate(order.lines, start=1))
+    if order.freight > 0:
+        lines += ({"line_no": len(lines) + 1, "sku": FREIGHT_SKU, "description": "Freight",
+                   "qty": Decimal(1), "unit_price": order.freight, "discount_percent": Decimal(0),
+                   "vat_rate": VAT_RATE_PERCENT},)
+    return lines
+
+
+def _order_time(seed: int, order: Order, day: dt.date) -> dt.datetime:
+    minute = model.rng_for(seed, "nw-time", order.order_id).randint(9 * 60, 17 * 60 - 1)
+    return dt.datetime.combine(day, dt.time(minute // 60, minute % 60))
+
+
 def plan_northwind(rows: dict[str, list], days: list[dt.date], seed: int,
                    params: ModelParameters = DEFAULT_PARAMETERS) -> Plan:
     """The :class:`~salesledger.datasets.plan.Plan` of the orders shipped on ``days`` (and the
-    never-shipped orders dated on them) under ``seed``."""
-    wanted = set(days)
+    never-shipped orders dated within them) under ``seed``."""
     orders = orders_of(rows)
     customers_known = {r[0]: (r[1], r[8]) for r in rows["customers"]}
-    product_rows = {f"NW{int(r[0])}": r for r in rows["products"]}
-    lowest: dict[str, Decimal] = {}
-    for order in orders:
-        for sku, _, price, _ in order.lines:
-            if price > 0:
-                lowest[sku] = min(lowest.get(sku, price), price)
-    b = Builder()
-    counts: Counter = Counter()
-    issues: list = []
+    b, counts, issues = Builder(), Counter(), []
     used_customers: set[str] = set()
     used_skus: dict[str, None] = {}
     for order in sorted(orders, key=lambda o: (o.shipped_date or o.order_date or dt.date.min, o.order_id)):
-        shipped = order.shipped_date in wanted
+        shipped = order.shipped_date in set(days)
         draft_only = (order.shipped_date is None and order.order_date is not None
                       and days[0] <= order.order_date <= days[-1])
         if not (shipped or draft_only):
@@ -184,8 +193,7 @@ def plan_northwind(rows: dict[str, list], days: list[dt.date], seed: int,
         counts["source_documents"] += 1
         counts["source_lines"] += len(order.lines) + len(order.dead)
         day = order.shipped_date if shipped else order.order_date
-        minute = model.rng_for(seed, "nw-time", order.order_id).randint(9 * 60, 17 * 60 - 1)
-        at = dt.datetime.combine(day, dt.time(minute // 60, minute % 60))
+        at = _order_time(seed, order, day)
         customer = order.customer if order.customer in customers_known else None
         for sku, reason, qty in order.dead:
             b.add(at, "dead_letter", "dead_letter", order.number,
@@ -197,13 +205,7 @@ def plan_northwind(rows: dict[str, list], days: list[dt.date], seed: int,
             continue
         used_customers.add(customer)
         payer = model.payer_of(seed, customer, False, params)
-        lines = tuple({"line_no": no, "sku": sku, "description": None, "qty": qty, "unit_price": price,
-                       "discount_percent": disc, "vat_rate": VAT_RATE_PERCENT}
-                      for no, (sku, qty, price, disc) in enumerate(order.lines, start=1))
-        if order.freight > 0:
-            lines += ({"line_no": len(lines) + 1, "sku": FREIGHT_SKU, "description": "Freight",
-                       "qty": Decimal(1), "unit_price": order.freight, "discount_percent": Decimal(0),
-                       "vat_rate": VAT_RATE_PERCENT},)
+        lines = _invoice_lines(order)
         used_skus.update((l["sku"], None) for l in lines)
         header = {"customer_code": customer, "warehouse_code": WAREHOUSE[0], "currency": CURRENCY,
                   "prices_include_vat": False, "payment_terms_days": payer.terms_days}
@@ -217,6 +219,20 @@ def plan_northwind(rows: dict[str, list], days: list[dt.date], seed: int,
         total = sum((model.line_total(l["qty"], l["unit_price"], l["discount_percent"], VAT_RATE_PERCENT, False)
                      for l in lines), Decimal(0))
         _plan_payment(b, order, customer, payer, at, total, days[-1], seed, params, counts)
+    return _finish(rows, orders, days, seed, params, b, counts, issues, used_customers, used_skus)
+
+
+def _finish(rows, orders: list[Order], days: list[dt.date], seed: int, params: ModelParameters,
+            b: Builder, counts: Counter, issues: list, used_customers: set[str],
+            used_skus: dict[str, None]) -> Plan:
+    """Master data, opening stock and receipts (:func:`plan_stock`), summary."""
+    product_rows = {f"NW{int(r[0])}": r for r in rows["products"]}
+    customers_known = {r[0]: (r[1], r[8]) for r in rows["customers"]}
+    lowest: dict[str, Decimal] = {}
+    for order in orders:
+        for sku, _, price, _ in order.lines:
+            if price > 0:
+                lowest[sku] = min(lowest.get(sku, price), price)
     products = tuple(
         Product(sku, product_rows[sku][1] if sku in product_rows else "Freight",
                 "goods" if sku in product_rows else "service",

@@ -233,6 +233,7 @@ class DeadLetter:
 
     @property
     def at(self) -> dt.datetime:
+        """When the source line happened."""
         return self.line.at
 
 

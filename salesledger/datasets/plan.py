@@ -61,6 +61,9 @@ class Step:
 
 @dataclass(frozen=True)
 class Customer:
+    """A customer as master data, with the model's payer class (on_time | late | partial |
+    never | cash) and payment terms in days."""
+
     code: str
     name: str
     payment_terms_days: int
@@ -70,6 +73,8 @@ class Customer:
 
 @dataclass(frozen=True)
 class Product:
+    """A SKU as master data: ``kind`` goods | service, VAT rate in percent, unit cost (goods)."""
+
     sku: str
     name: str
     kind: str
@@ -114,10 +119,13 @@ class Plan:
 
 
 class Builder:
+    """Collects a plan's steps; ``seq`` is the creation order, the tie-break of equal times."""
+
     def __init__(self) -> None:
         self.steps: list[Step] = []
 
     def add(self, at: dt.datetime, action: str, kind: str, number: str, **extra: Any) -> None:
+        """Append one :class:`Step` (fields as there)."""
         self.steps.append(Step(at, len(self.steps), action, kind, number, **extra))
         assert len(self.steps) <= STEPS_MAX, "plan exceeds STEPS_MAX steps"
 

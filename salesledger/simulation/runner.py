@@ -57,6 +57,7 @@ class RunResult:
 
     @property
     def documents_inserted(self) -> int:
+        """Documents this run inserted (all kinds)."""
         return sum(n for (action, _), n in self.done.items() if action == "insert")
 
     def summary(self, plan: Plan, shift_days: int, speed: float) -> dict[str, Any]:
