@@ -100,6 +100,20 @@ class TopicReader:
                 key_bytes=key, value_bytes=value))
         return self.records
 
+    def catch_up(self, deadline_s: float = CONSUME_DEADLINE_S) -> list[Record]:
+        """Poll until every assigned partition is read up to its end offset as of now."""
+        ends = {}
+        for tp in self.consumer.assignment():
+            _, high = self.consumer.get_watermark_offsets(tp, timeout=30)
+            ends[(tp.topic, tp.partition)] = high
+
+        def caught_up(_: list[Record]) -> bool:
+            positions = self.consumer.position(
+                [self._tp(topic, partition) for topic, partition in ends])
+            return all(p.offset >= ends[(p.topic, p.partition)] for p in positions)
+
+        return self.until(caught_up, deadline_s)
+
     def close(self) -> None:
         self.consumer.close()
 
@@ -142,7 +156,7 @@ class Capture:
 
 
 def start_capture(settings, sales_dsn: str, label: str, **overrides) -> Capture:
-    """Register a uniquely named connector and wait until it runs and its slot exists.
+    """Register a uniquely named connector; wait until it runs and its slot exists.
 
     ``overrides`` go to :func:`salesledger.connect.connector_values`; the snapshot mode is
     ``no_data`` unless given (a new connector must not re-read the whole test database)."""
@@ -159,9 +173,11 @@ def start_capture(settings, sales_dsn: str, label: str, **overrides) -> Capture:
         overrides={"snapshot_mode": "no_data", **overrides},
     )
     capture.register()
-    deadline = time.monotonic() + 120
-    while slot_info(sales_dsn, capture.slot) is None or not slot_info(sales_dsn, capture.slot).active:
-        assert time.monotonic() < deadline, f"slot {capture.slot} not active"
+    # Once the slot exists, every later change is kept for the connector (it may become
+    # active only after a snapshot). Slot creation waits for running transactions.
+    deadline = time.monotonic() + 300
+    while slot_info(sales_dsn, capture.slot) is None:
+        assert time.monotonic() < deadline, f"slot {capture.slot} not created"
         time.sleep(0.5)
     return capture
 

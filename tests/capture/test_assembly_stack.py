@@ -1,6 +1,6 @@
-"""Document assembly on what the running Debezium produced from real SQL: every document kind,
-every operation (insert, edit, cancel, delete after posting; draft -> posted; header and lines
-in separate transactions) and the initial snapshot (rows without a transaction block).
+"""Document assembly on what the running Debezium produced from real SQL: every document kind
+and every operation (insert, edit, cancel, delete after posting; draft -> posted; header and
+lines in separate transactions). The initial snapshot is in test_assembly_snapshot_stack.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from salesledger.ledger.model import GoodsReceipt, Invoice, Payment, SalesReturn
 from salesledger.streams.assembly import DocumentAssembler, DocumentEvent
 from salesledger.streams.cdc import ChangeEvent, ChangeEventDecoder, TransactionEvent
 
-from .conftest import Record, save_fixture, start_capture, stop_capture, unique
+from .conftest import Record, save_fixture, unique
 
 pytestmark = pytest.mark.stack
 
@@ -170,42 +170,3 @@ def test_every_document_kind_and_operation_from_real_sql(capture, sales_dsn):
     assert write_off.reason == "damaged" and write_off.lines[0].qty == Decimal("0.500")
     versions = [e.version for e in out]
     assert versions == sorted(versions)  # source commit order
-
-
-def test_initial_snapshot_rows_become_documents_without_waiting(settings, sales_dsn):
-    number = unique("WO")
-    with psycopg.connect(sales_dsn) as conn:
-        conn.execute("WITH w AS (INSERT INTO sales.stock_write_offs (number, date, warehouse_code,"
-                     " status) VALUES (%s, '2026-03-07', 'W1', 'posted') RETURNING"
-                     " stock_write_off_id) INSERT INTO sales.stock_write_off_lines"
-                     " (stock_write_off_id, line_no, sku, qty) SELECT stock_write_off_id, n, 'A', n"
-                     " FROM w, generate_series(1, 2) AS n", (number,))
-    tables = [("sales", "stock_write_offs"), ("sales", "stock_write_off_lines")]
-    from salesledger.connect import ConnectClient, cdc_topic_prefix
-    from .conftest import TopicReader
-
-    prefix = cdc_topic_prefix(settings.topic_prefix)
-    reader = TopicReader(settings.kafka_bootstrap,
-                         [f"{prefix}.sales.stock_write_offs", f"{prefix}.sales.stock_write_off_lines"])
-    capture = start_capture(settings, sales_dsn, "snapshot", snapshot_mode="initial", tables=tables)
-    try:
-        records = reader.until(lambda rs: any(
-            r.value and r.value["payload"]["source"].get("snapshot") == "last" for r in rs))
-    finally:
-        reader.close()
-        stop_capture(capture, sales_dsn)
-    snapshot = [r for r in records if r.value and r.value["payload"]["op"] == "r"]
-    assert all(r.value["payload"].get("transaction") is None for r in snapshot)
-    header_id = next(r.value["payload"]["after"]["stock_write_off_id"] for r in snapshot
-                     if (r.value["payload"]["after"].get("number")) == number)
-    if _SAVE:
-        save_fixture("snapshot_write_off", [
-            r for r in snapshot if r.value["payload"]["after"]["stock_write_off_id"] == header_id])
-    # one topic after the other (a legal interleaving); then the agent's periodic flush
-    ordered = sorted(snapshot, key=lambda r: r.topic.endswith("lines"))
-    assembler = DocumentAssembler()
-    out = _assemble(ordered, assembler) + assembler.flush_snapshot()
-    ours = [e for e in out if e.key == f"write_off:{number}"]
-    assert [(e.operation, e.snapshot, e.transaction_id) for e in ours] == [("created", True, None)]
-    assert [l.qty for l in ours[0].document.lines] == [Decimal("1.000"), Decimal("2.000")]
-    assert ConnectClient(settings.connect_url).status(capture.name) is None

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import time
+from types import SimpleNamespace
+
 import pytest
 from typer.testing import CliRunner
 
@@ -33,6 +36,10 @@ def test_connect_register_status_delete(settings, sales_dsn):
         for _ in range(2):  # idempotent
             result = run("connect", "register", "--profile", "test")
             assert result.exit_code == 0 and f"{name}: RUNNING, tasks RUNNING" in result.output
+        deadline = time.monotonic() + 300  # streaming (and the slot's use) follows the snapshot
+        while not (slot_info(sales_dsn, slot) or SimpleNamespace(active=False)).active:
+            assert time.monotonic() < deadline, f"slot {slot} never active"
+            time.sleep(0.5)
         result = run("connect", "status", "--profile", "test")
         assert result.exit_code == 0 and f"slot {slot}: active=True" in result.output
         assert client.get_config(name)["snapshot.mode"] == "initial"

@@ -12,6 +12,7 @@ import os
 import secrets
 from decimal import Decimal
 
+import psycopg
 import pytest
 
 from salesledger.connect import render_connector
@@ -294,3 +295,26 @@ def test_rendered_config_matches_the_registered_one(capture):
     _, rendered = render_connector(capture.values())
     assert {k: v for k, v in registered.items() if k != "name"} == {
         k: v for k, v in rendered.items() if k != "name"}
+
+
+def test_CDC_11_header_three_lines_and_a_payment_in_one_transaction(capture, sql):
+    reader = capture.reader("invoices", "invoice_lines", "payments")
+    number, payment = unique("INV"), unique("PAY")
+    with psycopg.connect(capture.settings.dsn("sales", "owner")) as conn:
+        invoice_id = _insert_invoice(lambda q, p: conn.execute(q, p).fetchall(), number, lines=3)
+        conn.execute("INSERT INTO sales.payments (number, date, customer_code, method, amount,"
+                     " status) VALUES (%s, '2026-03-02', 'C1', 'cash', 18.77, 'posted')", (payment,))
+    records = _of_transaction(reader.until(_transaction_done(number)), number)
+    reader.close()
+    decoded = _decode(records)
+    end = next(e for e in decoded if isinstance(e, TransactionEvent) and e.status == "END")
+    assert end.event_count == 5
+    assert dict(end.data_collections) == {"sales.invoices": 1, "sales.invoice_lines": 3,
+                                          "sales.payments": 1}
+    rows = [e for e in decoded if isinstance(e, ChangeEvent)]
+    assembler = DocumentAssembler()
+    assert [d for e in rows for d in assembler.on_change(e)] == []  # all rows, no END yet
+    out = assembler.on_transaction(end)
+    assert [e.key for e in out] == [f"invoice:{number}", f"payment:{payment}"]
+    assert len(out[0].document.lines) == 3 and out[0].document.id == str(invoice_id)
+    assert out[1].document.amount == Decimal("18.77") and out[1].version[1] == 5
