@@ -97,3 +97,26 @@ def test_ledger_check_detects_an_unbalanced_entry(store, sink_connect, owner_con
     report = json.loads(done.stdout)
     assert (report["unbalanced"], report["total_debit"], report["total_credit"]) == (
         1, "118.50", "118.00")
+
+
+def test_ledger_migrate_cli_applies_then_reports_up_to_date(owner_conn):
+    import uuid
+
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    try:
+        first = _cli("ledger", "migrate", "--schema", schema)
+        second = _cli("ledger", "migrate", "--schema", schema)
+        assert first.returncode == second.returncode == 0, first.stderr
+        from salesledger.sinks.migrate import discover
+
+        assert f"applied {[m.version for m in discover()]}" in first.stdout
+        assert "nothing (up to date)" in second.stdout
+        assert _cli("ledger", "check", "--schema", schema).returncode == 0  # empty is clean
+    finally:
+        owner_conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+            sql.Identifier(schema)))
+
+
+def test_ledger_check_on_a_schema_without_ledger_exits_2():
+    done = _cli("ledger", "check", "--schema", "no_ledger_here")
+    assert done.returncode == 2 and "ledger migrate" in done.stderr
