@@ -47,7 +47,7 @@ def test_env_overrides(tmp_path, monkeypatch):
 
 def test_contradictions_are_refused(tmp_path):
     with pytest.raises(ValidationError, match="both"):
-        Settings(stack_dir=tmp_path, kafka_port=55432)
+        Settings(stack_dir=tmp_path, pg_port=55432, kafka_port=55432)
     with pytest.raises(ValidationError, match="prefix"):
         Settings(stack_dir=tmp_path, test_topic_prefix="sl")
     with pytest.raises(ValidationError):
