@@ -177,3 +177,21 @@ def test_held_status_posted_is_allowed_other_words_are_not(store, sink_connect):
     _exec(sink_connect, store, insert, ("p1", "posted"))
     with pytest.raises(errors.CheckViolation, match="held_documents_action_check"):
         _exec(sink_connect, store, insert, ("p2", "forgotten"))
+
+
+def test_unlock_needs_no_date_lock_does_and_period_locks_shows_the_lock_in_force(
+        store, sink_connect):
+    insert = ("INSERT INTO period_actions (action_id, action, through_date, actor, occurred_at)"
+              " VALUES (%s, %s, %s, 'chief', %s)")
+    with pytest.raises(errors.CheckViolation, match="period_actions_lock_has_date"):
+        _exec(sink_connect, store, insert, ("a0", "lock", None, "2026-02-01T00:00Z"))
+    _exec(sink_connect, store, insert, ("a1", "lock", "2026-01-31", "2026-02-01T00:00Z"))
+    with sink_connect() as conn:
+        lock = conn.execute(sql.SQL("SELECT locked_through, actor FROM {}").format(
+            sql.Identifier(store, "period_locks"))).fetchall()
+    assert [(str(d), a) for d, a in lock] == [("2026-01-31", "chief")]
+    _exec(sink_connect, store, insert, ("a2", "unlock", None, "2026-02-02T00:00Z"))
+    with sink_connect() as conn:
+        lock = conn.execute(sql.SQL("SELECT locked_through, action FROM {}").format(
+            sql.Identifier(store, "period_locks"))).fetchall()
+    assert lock == [(None, "unlock")]
