@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any, Union
 
 from salesledger.ledger.model import (
+    DocumentRef,
     HeldItem,
     JournalEntry,
     PeriodLock,
@@ -100,9 +101,9 @@ class LedgerRecord:
     def document_id(self) -> str | None:
         """``"<type>:<number>"`` of the document behind the fact, when there is one."""
         fact = self.fact
-        ref = getattr(fact, "document", None) or getattr(fact, "by", None)
-        if ref is not None and hasattr(ref, "type"):
-            return f"{ref.type}:{ref.number}"
+        for ref in (getattr(fact, "by", None), getattr(fact, "document", None)):
+            if isinstance(ref, DocumentRef):
+                return f"{ref.type}:{ref.number}"
         if isinstance(fact, (HeldItem, HeldEvent)):
             return fact.document_key
         if isinstance(fact, PeriodAction) and fact.document_key:

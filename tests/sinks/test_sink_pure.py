@@ -131,3 +131,14 @@ def test_sink_settings_refuse_contradictions():
     with pytest.raises(ValueError):
         SinkSettings(batch_rows_max=0)
     assert SinkSettings(schema_name="x").schema_name == "x"
+
+
+def test_record_document_id_names_the_causing_document():
+    from salesledger.sinks.records import LedgerRecord, Position
+
+    ref = DocumentRef(type="payment", id="9", number="PAY-9", version=1)
+    update = ReceivableUpdate(customer="C1", document="INV-1", accounting_date=dt.date(2026, 1, 1),
+                              amount=Decimal("-10.00"), currency="AZN", by=ref, kind="payment")
+    position = Position("sl.ledger.receivable-updates", 0, 0)
+    assert LedgerRecord(position, update).document_id == "payment:PAY-9"
+    assert LedgerRecord(position, make_entry(3)).document_id == "invoice:INV-3"
