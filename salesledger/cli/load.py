@@ -23,8 +23,9 @@ app = typer.Typer(help="Load a dataset's master data and opening balances into t
                   no_args_is_help=True)
 console = Console(width=None if sys.stdout.isatty() else 160)
 
-PATH_OPTION = typer.Option(..., "--path", exists=True, dir_okay=False, readable=True,
-                           help="The Online Retail CSV (InvoiceNo,StockCode,…,Country).")
+PATH_OPTION = typer.Option(None, "--path", exists=True, dir_okay=False, readable=True,
+                           help="The Online Retail CSV (InvoiceNo,StockCode,…,Country; .gz ok); "
+                                "default: the bundled February 2011 (CC BY 4.0).")
 DAYS_OPTION = typer.Option(None, "--days", min=1,
                            help="Trading days in the slice (default 7: the file's last 7).")
 SINCE_OPTION = typer.Option(None, "--since", formats=["%Y-%m-%d"],
@@ -76,6 +77,17 @@ def build_plan(path: Path, days: Optional[int], since: Optional[dt.date], seed: 
     return plan_online_retail(lines, chosen, seed)
 
 
+def dataset_file(dataset: str) -> Path:
+    """The bundled copy of ``dataset`` (used when ``--path`` is not given).
+
+    Raises:
+        LookupError: nothing is bundled for ``dataset``.
+    """
+    from salesledger.datasets import bundled_path
+
+    return bundled_path(dataset)
+
+
 def shift_to_today(last_day: dt.date, today: dt.date | None = None) -> int:
     """Whole days that move ``last_day`` to ``today`` (local date)."""
     return ((today or dt.date.today()) - last_day).days
@@ -89,7 +101,7 @@ def settings_for(profile: Optional[str]):
 
 
 @app.command("online-retail")
-def online_retail(path: Path = PATH_OPTION, days: Optional[int] = DAYS_OPTION,
+def online_retail(path: Optional[Path] = PATH_OPTION, days: Optional[int] = DAYS_OPTION,
                   since: Optional[dt.datetime] = SINCE_OPTION, seed: int = SEED_OPTION,
                   shift: bool = SHIFT_OPTION, profile: Optional[str] = PROFILE_OPTION,
                   as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
@@ -122,7 +134,7 @@ def pagila(path: Path = typer.Option(..., "--path", exists=True, dir_okay=False,
     _load("pagila", path, days, since, seed, shift, profile, as_json)
 
 
-def _load(dataset: str, path: Path, days: Optional[int], since: Optional[dt.datetime], seed: int,
+def _load(dataset: str, path: Optional[Path], days: Optional[int], since: Optional[dt.datetime], seed: int,
           shift: bool, profile: Optional[str], as_json: bool) -> None:
     import psycopg
 
@@ -131,8 +143,9 @@ def _load(dataset: str, path: Path, days: Optional[int], since: Optional[dt.date
 
     settings = settings_for(profile)
     try:
+        path = path or dataset_file(dataset)
         plan = build_plan(path, days, since.date() if since else None, seed, dataset=dataset)
-    except (DatasetError, ValueError) as exc:
+    except (DatasetError, ValueError, LookupError) as exc:
         console.print(f"[bold red]load failed[/]: {exc}")
         raise typer.Exit(2)
     shift_days = shift_to_today(plan.days[-1]) if shift else 0

@@ -21,8 +21,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TimeElapsedColumn)
 from rich.table import Table
 
-from salesledger.cli.load import (DAYS_OPTION, PROFILE_OPTION, SINCE_OPTION,
-                                  build_plan, settings_for, shift_to_today)
+from salesledger.cli.load import (DAYS_OPTION, PROFILE_OPTION, SINCE_OPTION, build_plan,
+                                  dataset_file, settings_for, shift_to_today)
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 DEFAULT_SPEED = "1000"
@@ -54,8 +54,9 @@ def speed_for(plan, within_s: float) -> float:
 
 def simulate(
     dataset: str = typer.Option("online-retail", "--dataset", help="Dataset to replay."),
-    path: Path = typer.Option(..., "--path", exists=True, dir_okay=False, readable=True,
-                              help="The dataset file: Online Retail CSV, northwind.sql or pagila-data.sql."),
+    path: Optional[Path] = typer.Option(None, "--path", exists=True, dir_okay=False, readable=True,
+                                        help="The dataset file: Online Retail CSV (.gz ok), northwind.sql "
+                                             "or pagila-data.sql; default: the bundled copy (online-retail)."),
     speed: str = typer.Option(DEFAULT_SPEED, "--speed",
                               help="Simulated seconds per wall second; 'max' = as fast as possible."),
     shift: Optional[bool] = typer.Option(None, "--shift-to-today/--no-shift",
@@ -114,7 +115,7 @@ def simulate(
         raise typer.Exit(130)
 
 
-def _plan_for(dsn: str, dataset: str, path: Path, days: Optional[int],
+def _plan_for(dsn: str, dataset: str, path: Optional[Path], days: Optional[int],
               since: Optional[dt.datetime], seed: Optional[int]):
     """The plan to replay and the latest load record (None): without --days/--since the latest
     load's slice, without --seed its seed (else 42)."""
@@ -131,8 +132,9 @@ def _plan_for(dsn: str, dataset: str, path: Path, days: Optional[int],
     if seed is None:
         seed = load.seed if load else 42
     try:
+        path = path or dataset_file(dataset)
         return build_plan(path, days, since_day, seed, until=until, dataset=dataset), load
-    except (DatasetError, ValueError) as exc:
+    except (DatasetError, ValueError, LookupError) as exc:
         console.print(f"[bold red]simulate failed[/]: {exc}")
         raise typer.Exit(2)
 

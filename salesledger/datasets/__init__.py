@@ -22,4 +22,24 @@ The pure modules never import psycopg, Kafka or Faust; :mod:`salesledger.simulat
 import them, not the other way round.
 """
 
+from pathlib import Path
+
 DATASETS = ("online-retail", "northwind", "pagila")
+#: Dataset files shipped in the package (licence notes in ``data/README.md``).
+BUNDLED = {"online-retail": "online_retail_2011-02.csv.gz"}
+
+
+def bundled_path(dataset: str) -> Path:
+    """The shipped copy of ``dataset`` (``online-retail``: February 2011 of UCI Online Retail,
+    CC BY 4.0).
+
+    Raises:
+        LookupError: no copy of ``dataset`` is shipped.
+        FileNotFoundError: the package was installed without its data file.
+    """
+    if dataset not in BUNDLED:
+        raise LookupError(f"no bundled copy of {dataset!r}; give --path")
+    path = Path(__file__).resolve().parent / "data" / BUNDLED[dataset]
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    return path

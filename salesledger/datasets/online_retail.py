@@ -37,6 +37,7 @@ Assumptions (each one is also in the README section "Data"):
 from __future__ import annotations
 
 import csv
+import gzip
 import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -108,13 +109,14 @@ def _decimal(text: str, row: int, column: str) -> Decimal:
 
 
 def read_csv(path: Path | str) -> list[SourceLine]:
-    """Read the whole Online Retail CSV at ``path`` in file order.
+    """Read the whole Online Retail CSV at ``path`` (``.gz``: gzip-compressed) in file order.
 
     Raises:
         DatasetError: the header differs from :data:`COLUMNS` or a value is unreadable.
         OSError: the file cannot be opened.
     """
-    with open(path, newline="", encoding="utf-8") as handle:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8") as handle:
         return list(parse_rows(csv.reader(handle)))
 
 

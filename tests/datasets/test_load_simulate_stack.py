@@ -285,3 +285,15 @@ def test_load_and_simulate_pagila(settings, pg_connect, tmp_path):
              "--summary-json", str(tmp_path / "pg2.json")])
     rerun = json.loads((tmp_path / "pg2.json").read_text())
     assert rerun["executed"] == {} and rerun["skipped_already_done"] == len(plan.steps)
+
+
+@pytest.mark.stack
+def test_load_without_path_uses_the_bundled_copy(settings):
+    """No --path, no ../shared needed: the bundled February 2011 is read (last day 2011-02-28)."""
+    from salesledger.cli.salesdb import identifiers
+    from salesledger.salesdb.migrations import migrate
+
+    migrate(settings.dsn("sales", "owner"), identifiers(settings))
+    report = json.loads(_invoke(["load", "online-retail", "--days", "1", "--profile", "test", "--json"]).output)
+    assert report["slice"] == ["2011-02-28", "2011-02-28"]
+    assert report["tables"]["customers"]["rows"] == 50 and report["tables"]["products"]["rows"] == 931

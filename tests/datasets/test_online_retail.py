@@ -115,3 +115,21 @@ def test_shared_subset_facts(shared_lines):
     on_returns = len({m.source_row for r in docs.returns for m in r.lines})
     assert on_docs + on_returns + len(docs.dead_letters) == len(shared_lines)
     assert all(l.qty == l.qty.to_integral_value() for l in shared_lines)
+
+
+def test_bundled_subset_is_february_of_the_shared_file(shared_csv):
+    """The shipped copy (CC BY 4.0) holds exactly the February 2011 lines, byte for byte."""
+    import gzip
+
+    from salesledger.datasets import bundled_path
+
+    path = bundled_path("online-retail")
+    bundled = gzip.decompress(path.read_bytes()).decode("utf-8").splitlines()
+    shared = shared_csv.read_text(encoding="utf-8").splitlines()
+    assert bundled[0] == shared[0]
+    assert bundled[1:] == [l for l in shared[1:] if ",2011-02-" in l]
+    lines = orr.read_csv(path)
+    assert len(lines) == 27_707 and {l.at.strftime("%Y-%m") for l in lines} == {"2011-02"}
+    assert (path.parent / "README.md").read_text().count("CC BY 4.0") >= 1
+    with pytest.raises(LookupError):
+        bundled_path("northwind")
