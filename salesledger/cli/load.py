@@ -170,5 +170,7 @@ def _load(dataset: str, path: Optional[Path], days: Optional[int], since: Option
         table.add_row(name, str(r["rows"]), str(r["inserted"]), str(r["updated"]),
                       str(r["rows"] - r["inserted"] - r["updated"]))
     console.print(table)
-    console.print(f"opening stock as of {report['opening_stock']['as_of']} is in "
-                  f"{store.SCHEMA}.opening_stock; documents come with `salesledger simulate`.")
+    opening = report["opening_stock"]
+    console.print(f"opening stock as of {opening['as_of']}: {opening['rows']} SKUs worth "
+                  f"{opening['value']} {opening['currency']} at cost, in {store.SCHEMA}.opening_stock; "
+                  f"documents come with `salesledger simulate`.")

@@ -35,6 +35,7 @@ from typing import Any, Iterable, Sequence
 import psycopg
 from psycopg import sql
 
+from salesledger.datasets import model
 from salesledger.datasets import online_retail as orr
 from salesledger.datasets.plan import Plan
 
@@ -153,7 +154,9 @@ def master_data_rows(plan: Plan) -> dict[str, tuple[str, list[dict[str, Any]]]]:
 
 def load_plan(conn: psycopg.Connection, plan: Plan, shift_days: int, reporting_role: str) -> dict[str, Any]:
     """Write the master data and the opening stock of ``plan`` (dates shifted by ``shift_days``)
-    in one transaction; returns ``{table: {"inserted": n, "updated": n, "rows": n}}``.
+    in one transaction; returns ``{table: {"inserted": n, "updated": n, "rows": n}}``; the
+    ``opening_stock`` entry adds ``as_of``, ``value`` (Σ round(qty × unit cost, 0.01) per SKU,
+    ROUND_HALF_UP, a decimal string) and ``currency``.
 
     Raises:
         psycopg.errors.UndefinedTable: the sales schema is missing (run ``salesdb migrate``).
@@ -173,8 +176,10 @@ def load_plan(conn: psycopg.Connection, plan: Plan, shift_days: int, reporting_r
                     sql.Identifier(SCHEMA, "opening_stock")),
                 (plan.dataset, as_of, stock.sku, stock.warehouse, stock.qty, stock.unit_cost, plan.currency))
             inserted += cur.rowcount
+        value = sum((model.line_gross(s.qty, s.unit_cost) for s in plan.opening_stock), Decimal(0))
         report["opening_stock"] = {"rows": len(plan.opening_stock), "inserted": inserted, "updated": 0,
-                                   "as_of": as_of.isoformat()}
+                                   "as_of": as_of.isoformat(), "value": str(value),
+                                   "currency": plan.currency}
         conn.execute(
             sql.SQL("INSERT INTO {} (dataset, first_day, last_day, seed, shift_days, as_of)"
                     " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING").format(
