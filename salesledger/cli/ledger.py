@@ -4,6 +4,7 @@
 - ``ledger check [--format json] [--schema S]``: entries, unbalanced, duplicates, totals; exit 1
   if anything is off, 2 if the schema has no ledger.
 - ``ledger sink``: run one sink worker until SIGTERM (settings ``SALESLEDGER_SINK_*``).
+- ``ledger dead-letters [--status open|resolved|all]`` and ``ledger resolve T/P/O --note``.
 - ``ledger-hash [--schema S]``: sha256 of the canonical ledger, as the last line of output.
 """
 
@@ -71,6 +72,60 @@ def check(
                    f"duplicates {result.duplicates}  debit {result.total_debit}  "
                    f"credit {result.total_credit}  {'OK' if result.ok else 'NOT OK'}")
     raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command("dead-letters")
+def dead_letters(
+    status: str = typer.Option("open", help="open | resolved | all."),
+    schema: str = typer.Option("ledger", help="Schema of the accounting store."),
+    limit: int = typer.Option(100, min=1, max=10_000, help="Rows at most (oldest first)."),
+) -> None:
+    """List stored dead letters: topic/partition/offset, reason, document, message."""
+    from psycopg import sql
+
+    if status not in ("open", "resolved", "all"):
+        raise typer.BadParameter("status is open, resolved or all")
+    where = sql.SQL("") if status == "all" else sql.SQL("WHERE status = {}").format(
+        sql.Literal(status))
+    query = sql.SQL(
+        "SELECT source_topic, source_partition, source_offset, reason, document_id, status,"
+        " message FROM {} {} ORDER BY created_at, source_topic, source_partition, source_offset"
+        " LIMIT {}").format(sql.Identifier(schema, "dead_letters"), where, limit)
+    try:
+        with _connect("reporting") as conn:
+            rows = conn.execute(query).fetchall()
+    except psycopg.errors.UndefinedTable:
+        raise _no_schema(schema) from None
+    for topic, partition, offset, reason, document, state, message in rows:
+        typer.echo(f"{topic}/{partition}/{offset}\t{reason}\t{document or '-'}\t{state}\t"
+                   f"{message}")
+    typer.echo(f"{len(rows)} dead letter(s) {status}")
+
+
+@app.command("resolve")
+def resolve(
+    position: str = typer.Argument(..., help="TOPIC/PARTITION/OFFSET of the dead letter."),
+    note: str = typer.Option(..., "--note", help="How it was resolved (kept with it)."),
+    schema: str = typer.Option("ledger", help="Schema of the accounting store."),
+) -> None:
+    """Mark an open dead letter resolved (the only change a dead letter allows)."""
+    from psycopg import sql
+
+    try:
+        topic, partition, offset = position.rsplit("/", 2)
+        key = (topic, int(partition), int(offset))
+    except ValueError:
+        raise typer.BadParameter("expected TOPIC/PARTITION/OFFSET") from None
+    with _connect("sink") as conn:
+        done = conn.execute(sql.SQL(
+            "UPDATE {} SET status = 'resolved', resolved_at = now(), resolution = %s"
+            " WHERE source_topic = %s AND source_partition = %s AND source_offset = %s"
+            " AND status = 'open'").format(sql.Identifier(schema, "dead_letters")),
+            (note, *key)).rowcount
+    if done != 1:
+        typer.echo(f"no open dead letter at {position}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"resolved {position}")
 
 
 @app.command("sink")

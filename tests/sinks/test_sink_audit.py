@@ -120,3 +120,18 @@ def test_ledger_migrate_cli_applies_then_reports_up_to_date(owner_conn):
 def test_ledger_check_on_a_schema_without_ledger_exits_2():
     done = _cli("ledger", "check", "--schema", "no_ledger_here")
     assert done.returncode == 2 and "ledger migrate" in done.stderr
+
+
+def test_dead_letters_are_listed_and_resolved_once(store, sink_connect):
+    facts = [make_entry(1), make_entry(2, unbalanced_by="5")]
+    LedgerWriter(sink_connect, consumer_group="audit", schema=store).write(records(facts))
+    listed = _cli("ledger", "dead-letters", "--schema", store)
+    assert listed.returncode == 0, listed.stderr
+    assert "sltest.ledger.journal-entries/0/1\tstore_rejected\tinvoice:INV-2\topen" in listed.stdout
+    position = "sltest.ledger.journal-entries/0/1"
+    assert _cli("ledger", "resolve", position, "--note", "re-posted", "--schema",
+                store).returncode == 0
+    assert _cli("ledger", "resolve", position, "--note", "again", "--schema",
+                store).returncode == 1
+    resolved = _cli("ledger", "dead-letters", "--status", "resolved", "--schema", store)
+    assert "1 dead letter(s) resolved" in resolved.stdout
