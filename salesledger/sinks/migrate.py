@@ -41,6 +41,7 @@ class Migration:
 
     @property
     def sha256(self) -> str:
+        """sha256 (hex) of the file's text, as recorded in ``schema_migrations``."""
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
 
