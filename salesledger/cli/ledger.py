@@ -42,12 +42,9 @@ def _no_schema(schema: str) -> typer.Exit:
 def migrate(schema: str = typer.Option("ledger", help="Target schema.")) -> None:
     """Apply the accounting store's migrations (deploy/sql/accounting) in order."""
     from salesledger.config import get_settings
-    from salesledger.sinks.migrate import apply_migrations
+    from salesledger.sinks.migrate import migrate_store
 
-    s = get_settings()
-    with _connect("owner") as conn:
-        applied = apply_migrations(conn, schema, writer_role=s.sink_role,
-                                   reporting_role=s.reporting_role)
+    applied = migrate_store(get_settings(), schema)
     typer.echo(f"schema {schema}: applied {applied or 'nothing (up to date)'}")
 
 

@@ -151,3 +151,16 @@ def applied_versions(conn: psycopg.Connection, schema: str = DEFAULT_SCHEMA) -> 
         )
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def migrate_store(settings, schema: str = DEFAULT_SCHEMA) -> list[int]:
+    """Apply the migrations to ``schema`` of the profile's accounting database as the owner
+    role, granting the settings' sink and reporting roles; return the versions applied now.
+
+    For ``salesledger ledger migrate`` and for whoever starts sink workers (``salesledger run``,
+    the demo): a sink worker refuses to start on a schema that is not migrated.
+    """
+    with psycopg.connect(**settings.conninfo("accounting", "owner"), autocommit=True,
+                         connect_timeout=10) as conn:
+        return apply_migrations(conn, schema, writer_role=settings.sink_role,
+                                reporting_role=settings.reporting_role)
