@@ -172,6 +172,8 @@ def _drop_pipeline(pipeline: Pipeline, settings: Settings, kafka_admin) -> None:
                          connect_timeout=10) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
             sql.Identifier(pipeline.schema)))
+    for path in pipeline.settings.log_dir.glob(f"worker-{pipeline.prefix}-*.log"):
+        path.unlink()  # a failing test has already shown their tails
 
 
 @pytest.fixture
