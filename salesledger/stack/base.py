@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Callable
 from salesledger.config import Settings
 from salesledger.resources import resource_path
 from salesledger.stack import process
-from salesledger.stack.errors import StackError
+from salesledger.stack.errors import StackAborted, StackError
 
 _HEALTH_POLL_S = 1.0
 
@@ -68,6 +69,10 @@ class Service:
 
     name: str = "?"
     required: bool = True
+    # Services that must be healthy before this one starts (``up`` starts the rest in parallel).
+    needs: tuple[str, ...] = ()
+    # Set by ``up`` when another service failed: waiting loops stop early.
+    abort: threading.Event | None = None
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -190,6 +195,9 @@ class Service:
                                 f"last log lines:\n{tail}")
             if proc is None and self.pid() is None:
                 raise self.fail("process is gone")
+            if self.abort is not None and self.abort.is_set():
+                raise StackAborted(self.name, "start abandoned: another service failed",
+                                   self.log_path)
             try:
                 last = check()
             except Exception as exc:  # a health probe must never crash the wait loop

@@ -37,6 +37,7 @@ class ConnectService(JvmService):
     """The Connect worker on ``connect_port``."""
 
     name = "connect"
+    needs = ("kafka",)
     lib_name = "connect"
     main_class = "org.apache.kafka.connect.cli.ConnectDistributed"
     jmx_config = "jmx/kafka-connect.yml"

@@ -21,3 +21,7 @@ class StackError(RuntimeError):
         self.log_path = log_path
         where = f" (log: {log_path})" if log_path else ""
         super().__init__(f"{service}: {cause}{where}")
+
+
+class StackAborted(StackError):
+    """A service's start was abandoned because another service failed first (not a cause)."""

@@ -9,6 +9,7 @@ round trip. ``down`` stops only what ``up`` started (pid files), in reverse orde
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 import urllib.error
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from salesledger.config import PROFILES, Profile, Settings
 from salesledger.stack import jars, registry
 from salesledger.stack.base import Health, Service, ServiceStatus
 from salesledger.stack.connect import ConnectService, http_json
-from salesledger.stack.errors import StackError
+from salesledger.stack.errors import StackAborted, StackError
 from salesledger.stack.kafka import HEALTH_TOPIC_PREFIX, JvmService, KafkaService
 from salesledger.stack.postgres import PostgresService, cluster_home
 from salesledger.stack.prometheus import PrometheusService
@@ -89,10 +90,48 @@ def up(settings: Settings, report: Reporter = lambda _: None) -> list[UpEvent]:
         started = time.monotonic()
         jars.ensure_jars(settings)
         report(f"jars ready in {time.monotonic() - started:.0f} s")
-    events = []
-    for service in all_services:
-        events.append(_up_one(settings, service, report))
-    return events
+    return _up_all(settings, all_services, report)
+
+
+def _up_all(settings: Settings, all_services: list[Service], report: Reporter) -> list[UpEvent]:
+    """Start each service in its own thread once the services it ``needs`` are healthy
+    (PostgreSQL, Kafka and the registry together; Connect and Prometheus after Kafka).
+    The first failure aborts the other waits and is raised (the root cause, not the
+    abandoned starts)."""
+    done = {s.name: threading.Event() for s in all_services}
+    abort = threading.Event()
+    events: dict[str, UpEvent] = {}
+    errors: list[StackError] = []
+
+    def run(service: Service) -> None:
+        try:
+            for need in service.needs:
+                while need in done and not done[need].wait(0.5):
+                    if abort.is_set():
+                        return
+            if abort.is_set():
+                return
+            service.abort = abort
+            events[service.name] = _up_one(settings, service, report)
+            done[service.name].set()
+        except StackError as exc:
+            errors.append(exc)
+            abort.set()
+        except Exception as exc:  # e.g. a psycopg error in converge: name the service
+            errors.append(StackError(service.name, f"{type(exc).__name__}: {exc}",
+                                     service.log_path))
+            abort.set()
+
+    threads = [threading.Thread(target=run, args=(s,), name=f"up-{s.name}", daemon=True)
+               for s in all_services]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        causes = [e for e in errors if not isinstance(e, StackAborted)]
+        raise (causes or errors)[0]
+    return [events[s.name] for s in all_services]
 
 
 def _up_one(settings: Settings, service: Service, report: Reporter) -> UpEvent:

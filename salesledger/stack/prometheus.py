@@ -55,6 +55,7 @@ class PrometheusService(Service):
     """Prometheus on ``prometheus_port``."""
 
     name = "prometheus"
+    needs = ("kafka",)  # its health also waits for Connect's JMX target
 
     @property
     def port(self) -> int:
