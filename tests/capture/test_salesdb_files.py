@@ -122,3 +122,13 @@ def test_connector_template_renders_without_inline_secrets():
     del values["slot_name"]
     with pytest.raises(KeyError, match="slot_name"):
         render_connector(values)
+
+
+def test_cdc_topics_assembly_replays_keep_everything():
+    from salesledger.streams.assembly import DOCUMENT_TABLES
+
+    topics = {t["name"]: t for t in yaml.safe_load(resource_path("deploy/topics.yaml").read_text())["topics"]}
+    for table in sorted(DOCUMENT_TABLES) + ["transaction"]:
+        topic = topics["{prefix}.cdc." + table]
+        assert topic["partitions"] == 1  # one Debezium task writes it in commit order
+        assert topic["config"] == {"cleanup.policy": "delete", "retention.ms": "-1"}, table
