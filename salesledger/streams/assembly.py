@@ -29,7 +29,8 @@ Rules (issue "Capture", field case CDC-11):
    header row is deleted is ``deleted`` (carrying its last emitted content). Drafts and
    documents never posted are never emitted. A posted document of a kind with lines is first
    emitted once it has at least one line (header and lines may come in separate
-   transactions).
+   transactions). A document whose number changes is ``deleted`` under its old key and
+   starts again under the new one (the key is the number).
 5. ``version`` is (commit LSN, event index): the document's ``version`` is the commit LSN of
    the transaction (strictly increasing per document); the event index is the position of the
    document's last row change in the transaction (``total_order``), which orders the documents
@@ -461,8 +462,22 @@ class DocumentAssembler:
         except RejectedRecord as error:
             return [DocumentRejected(key=_key_of(state), error=error, version=version,
                                      source=source, transaction_id=tx_id)]
-        source_status = state.header.value("status")
-        status = _SOURCE_STATUS.get(source_status)
+        renumbered: list[Emitted] = []
+        if prev is not None and prev.number != document.number:
+            # The key is the number: the old key's document ends here, the new one starts.
+            if prev.status != "deleted":
+                gone = dataclasses.replace(prev, status="deleted", version=version[0],
+                                           source=source)
+                renumbered = self._emit(state, "deleted", gone, version, source, tx_id, snapshot)
+            state.emitted = prev = None
+            prev_active = False
+        return renumbered + self._decide_status(state, document, prev, prev_active, version,
+                                                source, tx_id, snapshot)
+
+    def _decide_status(self, state: _DocState, document: AnyDocument, prev: AnyDocument | None,
+                       prev_active: bool, version: tuple[int, int], source: SourcePosition,
+                       tx_id: str | None, snapshot: bool) -> list[Emitted]:
+        status = _SOURCE_STATUS.get(state.header.value("status"))
         if status == "active":
             if not prev_active:
                 if state.doc_type in _NEEDS_LINES and not state.children:

@@ -298,3 +298,12 @@ def test_document_event_carries_source_position():
     assert event.source.lsn == 14_000 and event.source.tx_id == 99
     assert event.source.commit_time == dt.datetime.fromtimestamp(_TS / 1000, tz=dt.UTC)
     assert event.transaction_id == "99:14000"
+
+
+def test_renumbered_document_ends_under_its_old_key_and_starts_under_the_new():
+    a = DocumentAssembler()
+    feed(a, Tx(700, 20_000).row("invoices", "c", header()).row("invoice_lines", "c", line(1)))
+    out = feed(a, Tx(701, 20_100).row("invoices", "u", header(number="INV-1b"), header()))
+    assert [(e.key, e.operation, e.document.status) for e in out] == [
+        ("invoice:INV-1", "deleted", "deleted"), ("invoice:INV-1b", "created", "active")]
+    assert out[1].document.lines[0].sku == "A"
