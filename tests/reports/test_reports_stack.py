@@ -38,20 +38,21 @@ def _balance(tb: dict, account: str) -> D:
 
 
 def _then(name: str) -> dict:
-    return yaml.safe_load((GOLDEN_DIR / name).read_text(encoding="utf-8"))["then"]
+    """The ``then`` of the case's first run (``cases:`` merged as the golden README says)."""
+    from salesledger.ledger.golden import runs_of
+
+    return runs_of(yaml.safe_load((GOLDEN_DIR / name).read_text(encoding="utf-8")))[0][4]
 
 
-@pytest.mark.parametrize("name", ["G05-partial-cash-payment-ageing.yaml",
-                                  "G06-partial-return-original-cost.yaml",
-                                  "G12-unallocated-payment-oldest-first.yaml",
-                                  "G14-az-advance-and-vat-deposit.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in GOLDEN_DIR.glob("G*.yaml")))
 def test_reports_over_golden_ledger_agree_with_engine_and_each_other(
         name, store, write_ledger, cli) -> None:
     ledger = run_golden(name)
     write_ledger(ledger.facts())
     chart = ledger.chart
 
-    tb = report_json(cli, "report", "trial-balance", "--schema", store, "--as-of", FAR)
+    tb = report_json(cli, "report", "trial-balance", "--schema", store, "--as-of", FAR,
+                     "--chart", chart.name)
     want = _balances(ledger.entries)
     got = {a["account"]: (D(a["debit"]), D(a["credit"])) for a in tb["accounts"]}
     assert got == want
@@ -65,13 +66,16 @@ def test_reports_over_golden_ledger_agree_with_engine_and_each_other(
     assert sum(D(v) for v in aging["buckets"].values()) == D(aging["total"])
     opens = {(c["customer"], d["document"]): D(d["open"])
              for c in aging["customers"] for d in c["documents"]}
-    for r in _then(name).get("receivables") or []:
+    then = _then(name)
+    for r in then.get("receivables") or [] if "after_release" not in then else []:
+        if "as_of" in r:
+            continue
         assert opens.get((str(r["customer"]), str(r["document"])), D(0)) == D(str(r["open"]))
 
     stock = report_json(cli, "report", "stock", "--schema", store, "--as-of", FAR)
     assert sum((D(p["value"]) for p in stock), D(0)) == _balance(tb, chart.account("inventory"))
     positions = {(p["sku"], p["warehouse"]): (D(p["qty"]), D(p["value"])) for p in stock}
-    for s in _then(name).get("stock") or []:
+    for s in then.get("stock") or [] if "after_release" not in then else []:
         assert positions[(s["sku"], s["warehouse"])] == (D(str(s["qty"])), D(str(s["value"])))
 
 
@@ -176,3 +180,42 @@ def test_report_on_schema_without_ledger_exits_2(cli) -> None:
     result = cli("report", "stock", "--schema", "no_such_schema_rpt", "--format", "json",
                  expect=2)
     assert "no ledger tables" in result.output
+
+
+def _figures(name: str) -> tuple[dict, dict]:
+    case = yaml.safe_load((GOLDEN_DIR / name).read_text(encoding="utf-8"))
+    steps = [next(iter(s.items())) for s in case["when"]]
+    cost = {s["sku"]: D(str(s["unit_cost"])) for s in case["given"]["stock"]}
+    return dict(steps), cost
+
+
+def test_pnl_of_the_ru_chart_red_storno_return(store, write_ledger, cli) -> None:
+    name = "G13-ru-chart-return-red-storno.yaml"
+    write_ledger(run_golden(name).facts())
+    docs, cost = _figures(name)
+    (line,) = docs["invoice"]["lines"]
+    (back,) = docs["return"]["lines"]
+    net = D(str(line["qty"])) * D(line["unit_price"])  # VAT on top: revenue net of VAT
+    returned = (net * back["qty"] / line["qty"]).quantize(D("0.01"))
+    cogs = (line["qty"] - back["qty"]) * cost["A"]
+    report = report_json(cli, "report", "pnl", "--schema", store, "--chart", "ru-1c",
+                         "--from", "2026-03-01", "--to", "2026-03-31", "--by", "sku")
+    assert report["totals"] == {"revenue": f"{net:.2f}", "returns": f"{returned:.2f}",
+                                "discounts": "0.00", "cogs": f"{cogs:.2f}",
+                                "gross_margin": f"{net - returned - cogs:.2f}"}
+
+
+def test_pnl_with_discounts_on_their_own_account(store, write_ledger, cli) -> None:
+    name = "G03a-line-discount-separate-account.yaml"
+    write_ledger(run_golden(name).facts())
+    docs, cost = _figures(name)
+    (line,) = docs["invoice"]["lines"]
+    gross = D(str(line["qty"])) * D(line["unit_price"])
+    discount = (gross * D(line["discount_percent"]) / 100).quantize(D("0.01"))
+    cogs = line["qty"] * cost["C"]
+    report = report_json(cli, "report", "pnl", "--schema", store, "--from", "2026-03-01",
+                         "--to", "2026-03-31", "--by", "day,sku")
+    assert report["rows"] == [{"day": "2026-03-03", "branch": None, "sku": "C",
+                               "revenue": f"{gross:.2f}", "returns": "0.00",
+                               "discounts": f"{discount:.2f}", "cogs": f"{cogs:.2f}",
+                               "gross_margin": f"{gross - discount - cogs:.2f}"}]
