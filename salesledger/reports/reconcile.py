@@ -71,7 +71,9 @@ class DocFigures:
 
 @dataclass(frozen=True)
 class Difference:
-    """A check that differs: ``source`` and ``ledger`` values (None: absent on that side)."""
+    """A check that differs: ``source`` and ``ledger`` values (None: absent on that side);
+    ``held``: the reason when the document waits in the store's held queue (e.g.
+    ``period_locked``), which explains the difference until it is released."""
 
     check: str
     day: dt.date | None
@@ -80,13 +82,17 @@ class Difference:
     document: str
     source: Decimal | None
     ledger: Decimal | None
+    held: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         text = qty_text if self.check in QUANTITY_CHECKS else amount_text
-        return {"check": self.check, "day": self.day.isoformat() if self.day else None,
-                "branch": self.branch, "customer": self.customer, "document": self.document,
-                "source": None if self.source is None else text(self.source),
-                "ledger": None if self.ledger is None else text(self.ledger)}
+        out = {"check": self.check, "day": self.day.isoformat() if self.day else None,
+               "branch": self.branch, "customer": self.customer, "document": self.document,
+               "source": None if self.source is None else text(self.source),
+               "ledger": None if self.ledger is None else text(self.ledger)}
+        if self.held:
+            out["held"] = self.held
+        return out
 
 
 Key = tuple[str, str]
@@ -242,6 +248,15 @@ def ledger_documents(ledger: psycopg.Connection, accounts: ReportAccounts, *,
     return out
 
 
+def held_documents(ledger: psycopg.Connection) -> dict[Key, str]:
+    """Documents waiting in the store's held queue: (type, number) -> reason."""
+    out: dict[Key, str] = {}
+    for key, reason in ledger.execute("SELECT document_key, reason FROM held_queue").fetchall():
+        doc_type, _, number = key.partition(":")
+        out[(doc_type, number)] = reason
+    return out
+
+
 def invariant_differences(ledger: psycopg.Connection, accounts: ReportAccounts, *,
                           as_of: dt.date) -> tuple[list[Difference], dict[str, int]]:
     """The ledger's own invariants on ``as_of`` (module doc) and how many items were checked."""
@@ -315,11 +330,12 @@ def invariant_differences(ledger: psycopg.Connection, accounts: ReportAccounts, 
 # --------------------------------------------------------------------------- comparison (pure)
 
 
-def compare_documents(source: dict[Key, DocFigures], ledger: dict[Key, DocFigures]
-                      ) -> list[Difference]:
+def compare_documents(source: dict[Key, DocFigures], ledger: dict[Key, DocFigures],
+                      held: dict[Key, str] | None = None) -> list[Difference]:
     """Every check of every document that differs between the two sides (a document missing
     on one side counts as zeros there; a ledger-only document whose figures are all zero — a
-    cancelled document fully reversed — differs in nothing)."""
+    cancelled document fully reversed — differs in nothing). ``held``: reasons of documents
+    in the held queue, carried on their differences."""
     diffs = []
     for key in sorted(set(source) | set(ledger)):
         src, led = source.get(key), ledger.get(key)
@@ -330,7 +346,8 @@ def compare_documents(source: dict[Key, DocFigures], ledger: dict[Key, DocFigure
             l = led.figures.get(check, ZERO) if led else ZERO
             if s != l:
                 diffs.append(Difference(check, where.day, where.branch, where.customer, key[1],
-                                        s if src else None, l if led else None))
+                                        s if src else None, l if led else None,
+                                        held.get(key) if held else None))
     return diffs
 
 
@@ -372,7 +389,7 @@ def reconcile(sales: psycopg.Connection, ledger: psycopg.Connection, accounts: R
                                    date_from=date_from, date_to=date_to, branches=branches)
     ledger_docs = {k: d for k, d in ledger_docs.items() if k in source or (
         (customer is None or d.customer == customer) and (branch is None or d.branch == branch))}
-    diffs = compare_documents(source, ledger_docs)
+    diffs = compare_documents(source, ledger_docs, held_documents(ledger))
     invariants, counts = invariant_differences(ledger, accounts, as_of=date_to)
     per_type = defaultdict(int)
     for doc_type, _ in set(source) | set(ledger_docs):

@@ -53,3 +53,11 @@ def test_group_totals_sum_both_sides_per_day_branch_customer() -> None:
     assert group["source"]["invoiced_gross"] == "70.80"
     assert group["ledger"]["invoiced_gross"] == "59.00"
     assert group["source"]["goods_issued"] == "11" and group["source"]["paid"] == "0.00"
+
+
+def test_held_reason_is_carried_on_the_difference() -> None:
+    source = {("invoice", "I1"): _invoice("I1", "50.00", "9.00", "10")}
+    (first, *_) = compare_documents(source, {}, {("invoice", "I1"): "period_locked"})
+    assert first.as_json()["held"] == "period_locked"
+    (plain, *_) = compare_documents(source, {}, {})
+    assert "held" not in plain.as_json()

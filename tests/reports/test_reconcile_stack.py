@@ -238,3 +238,21 @@ def test_reconcile_table_output_and_exit_code(scenario, store, write_ledger, cli
                  "--customer", scenario.customer, expect=1)
     assert "paid" in result.stdout and "30.00" in result.stdout
     assert "receivable_account" not in result.stdout  # store and subledger agree without it
+
+
+def test_reconcile_marks_a_document_waiting_in_the_held_queue(
+        scenario, store, write_ledger, cli) -> None:
+    from salesledger.sinks.records import HeldEvent
+
+    def document(fact) -> str:
+        return fact.by.number if hasattr(fact, "by") else fact.document.number
+
+    facts = [f for f in scenario.ledger_facts() if document(f) != scenario.inv2]
+    held = HeldEvent(document_key=f"invoice:{scenario.inv2}", status="held",
+                     reason="period_locked", version=1,
+                     changed_at=dt.datetime(2041, 3, 2, 12, tzinfo=dt.timezone.utc))
+    write_ledger([*facts, held])
+    report = _reconcile(cli, store, scenario.customer, expect=1)
+    assert {d["document"] for d in report["differences"]} == {scenario.inv2}
+    assert {d["held"] for d in report["differences"]} == {"period_locked"}
+    assert all(d["ledger"] is None for d in report["differences"])
