@@ -153,9 +153,9 @@ def shipping_days(orders: list[Order]) -> list[dt.date]:
 
 
 def _dead_letter(order: Order, sku: str, reason: str, qty: Decimal, at: dt.datetime,
-                 customer: str | None) -> orr.DeadLetter:
+                 customer: str | None, position: int = 0) -> orr.DeadLetter:
     line = orr.SourceLine(order.order_id, order.number, sku, "", qty, at, Decimal(0), customer or "-", "")
-    return orr.DeadLetter(line, reason, f"{order.number}: {reason} ({sku})")
+    return orr.DeadLetter(line, reason, f"{order.number}: {reason} ({sku})", position)
 
 
 def _invoice_lines(order: Order) -> tuple[dict[str, Any], ...]:
@@ -195,9 +195,9 @@ def plan_northwind(rows: dict[str, list], days: list[dt.date], seed: int,
         day = order.shipped_date if shipped else order.order_date
         at = _order_time(seed, order, day)
         customer = order.customer if order.customer in customers_known else None
-        for sku, reason, qty in order.dead:
+        for position, (sku, reason, qty) in enumerate(order.dead, start=1):
             b.add(at, "dead_letter", "dead_letter", order.number,
-                  dead_letter=_dead_letter(order, sku, reason, qty, at, order.customer))
+                  dead_letter=_dead_letter(order, sku, reason, qty, at, order.customer, position))
         if customer is None or not order.lines:
             reason = "unknown_customer" if customer is None else "order_without_lines"
             b.add(at, "dead_letter", "dead_letter", order.number,

@@ -37,6 +37,7 @@ Assumptions (each one is also in the README section "Data"):
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import datetime as dt
 from collections import Counter, defaultdict
@@ -226,12 +227,16 @@ class WriteOffDoc:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A source line that becomes no document: ``reason`` (one of :data:`DEAD_LETTER_REASONS`) and
-    a human ``detail``; ``at`` is when the sales program would have met it."""
+    """A source line that becomes no document: ``reason`` (one of :data:`DEAD_LETTER_REASONS`), a
+    human ``detail`` and its ``position`` in its document; ``at`` is when the sales program would
+    have met it."""
 
     line: SourceLine
     reason: str
     detail: str
+    #: the line's position (1-based) among its source document's lines in the file; with the
+    #: document number it names the line independently of which file (full or subset) was read
+    position: int = 0
 
     @property
     def at(self) -> dt.datetime:
@@ -304,6 +309,8 @@ def build_documents(all_lines: list[SourceLine], days: list[dt.date]) -> SliceDo
                     if l.at.date() < first_day and not l.is_cancellation and l.qty > 0}
     returns, unmatched = match_returns(invoices, cancellations, before_slice)
     dead.extend(unmatched)
+    position = {l.row: no for lines in _group(slice_lines).values() for no, l in enumerate(lines, start=1)}
+    dead = [dataclasses.replace(d, position=position[d.line.row]) for d in dead]
     key = lambda d: (d.at, d.order)  # noqa: E731
     dead.sort(key=lambda d: (d.line.at, d.line.row))
     return SliceDocuments(tuple(sorted(invoices, key=key)), tuple(sorted(returns, key=key)),

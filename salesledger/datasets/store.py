@@ -18,8 +18,8 @@ The unit ``pcs`` is inserted only if missing (another loader may own its name).
   sales schema has no opening-balance document, so go-live / the demo reads it here and posts it
   as an ``opening_balance`` entry (:func:`opening_balance_document`).
 - ``dead_letters`` — source lines that became no document, with their reason, written by
-  ``simulate`` when the replay reaches them; ``SELECT reason, count(*) … GROUP BY reason``
-  counts them.
+  ``simulate`` when the replay reaches them, keyed by (dataset, source document, position of the
+  line in it); ``SELECT reason, count(*) … GROUP BY reason`` counts them.
 
 Every statement is parameterised; identifiers come from constants via
 :class:`psycopg.sql.Identifier`.
@@ -61,10 +61,18 @@ _DDL = (
         unit_cost      numeric(15,4) NOT NULL CHECK (unit_cost > 0),
         currency       char(3)       NOT NULL,
         PRIMARY KEY (dataset, as_of, sku, warehouse_code))""",
+    # a pre-release layout keyed by file row is replaced (its rows are re-written by a replay)
+    """DO $$ BEGIN
+        IF to_regclass('salesledger_data.dead_letters') IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM information_schema.columns WHERE table_schema = 'salesledger_data'
+            AND table_name = 'dead_letters' AND column_name = 'position') THEN
+            DROP TABLE salesledger_data.dead_letters;
+        END IF; END $$""",
     """CREATE TABLE IF NOT EXISTS {schema}.dead_letters (
         dataset         text        NOT NULL,
-        source_row      integer     NOT NULL,
         source_document text        NOT NULL,
+        position        integer     NOT NULL,
+        source_row      integer     NOT NULL,
         sku             text        NOT NULL,
         customer_code   text        NOT NULL,
         qty             numeric(15,3) NOT NULL,
@@ -72,7 +80,7 @@ _DDL = (
         detail          text        NOT NULL,
         occurred_at     timestamp   NOT NULL,
         recorded_at     timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (dataset, source_row))""",
+        PRIMARY KEY (dataset, source_document, position))""",
     "GRANT USAGE ON SCHEMA {schema} TO {reporting}",
     "GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {reporting}",
 )
@@ -252,13 +260,14 @@ def opening_balance_document(conn: psycopg.Connection, dataset: str = orr.DATASE
 
 def record_dead_letter(conn: psycopg.Connection, dataset: str, dead: orr.DeadLetter,
                        occurred_at: dt.datetime) -> bool:
-    """Insert one dead letter (idempotent by source row); True if it was new."""
+    """Insert one dead letter, idempotent by (dataset, source document, position in it) — the
+    same line read from the full file or from a subset has one key; True if it was new."""
     line = dead.line
     cur = conn.execute(
-        sql.SQL("INSERT INTO {} (dataset, source_row, source_document, sku, customer_code, qty,"
-                " reason, detail, occurred_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        sql.SQL("INSERT INTO {} (dataset, source_document, position, source_row, sku, customer_code,"
+                " qty, reason, detail, occurred_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT DO NOTHING").format(sql.Identifier(SCHEMA, "dead_letters")),
-        (dataset, line.row, line.invoice_no, line.sku, orr.customer_code(line), line.qty,
+        (dataset, line.invoice_no, dead.position, line.row, line.sku, orr.customer_code(line), line.qty,
          dead.reason, dead.detail, occurred_at))
     return cur.rowcount == 1
 

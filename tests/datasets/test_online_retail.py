@@ -133,3 +133,17 @@ def test_bundled_subset_is_february_of_the_shared_file(shared_csv):
     assert (path.parent / "README.md").read_text().count("CC BY 4.0") >= 1
     with pytest.raises(LookupError):
         bundled_path("northwind")
+
+
+def test_dead_letter_keys_do_not_depend_on_the_file(shared_lines):
+    """A line read from the full subset or from the bundled February copy has the same dead-letter
+    key (document, position in it), although its row number in the file differs."""
+    from salesledger.datasets import bundled_path
+
+    day = [dt.date(2011, 2, 28)]
+    full = orr.build_documents(shared_lines, day).dead_letters
+    bundled = orr.build_documents(orr.read_csv(bundled_path("online-retail")), day).dead_letters
+    assert [(d.line.invoice_no, d.position, d.line.sku) for d in full] == \
+        [(d.line.invoice_no, d.position, d.line.sku) for d in bundled]
+    assert full and all(d.position >= 1 for d in full)
+    assert [d.line.row for d in full] != [d.line.row for d in bundled]
