@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
 
 os.environ["SALESLEDGER_PROFILE"] = "test"
 
 from salesledger.config import Settings, get_settings, reset_settings_cache  # noqa: E402
+
+if TYPE_CHECKING:
+    import psycopg
 
 _ADMIN_TIMEOUT_S = 30.0
 

@@ -9,6 +9,7 @@ after a POM change quick).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -97,7 +98,6 @@ def ensure_jars(settings: Settings) -> bool:
     env = None
     java = find_java(settings)
     if java is not None:
-        import os
         env = {**os.environ, "JAVA_HOME": str(java.resolve().parent.parent)}
     with open(log_path, "ab") as log:
         log.write(f"\n=== resolving jars: {' '.join(argv)}\n".encode())

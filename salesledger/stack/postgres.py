@@ -22,6 +22,7 @@ import hashlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -183,7 +184,6 @@ class PostgresService(Service):
         pid = self.pid()
         if pid is None:
             return False
-        import signal
         self.log_line("stopping (stack down): fast shutdown")
         process.stop_pid(pid, sig=signal.SIGINT, timeout_s=120.0)
         self.pid_file.unlink(missing_ok=True)
@@ -246,9 +246,6 @@ class PostgresService(Service):
                                 return Health(False, "owner temp-table round trip failed")
                     checked += 1
         return Health(True, f"wal_level=logical; {checked} role logins ran SQL", version)
-
-    def version(self) -> str | None:
-        return self.health().version
 
 
 def _ensure_role(conn: psycopg.Connection, name: str, password: str, replication: bool) -> None:

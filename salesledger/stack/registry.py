@@ -10,6 +10,7 @@ available, with the reason, and is not required for the stack's health.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import urllib.error
@@ -80,8 +81,6 @@ class RegistryService(Service):
         return {"java": find_java(self.settings)}
 
     def _env(self) -> dict[str, str]:
-        import os
-
         java = find_java(self.settings)
         env = dict(os.environ)
         if java is not None:

@@ -4,12 +4,10 @@ the stack's services; every file it mounts exists; templates have no unfilled pl
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
-from salesledger.config import Settings
 from salesledger.resources import repo_root
 from salesledger.stack.process import render
 

@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from salesledger.stack import process
-from tests.stack.scratch import PORT_FIELDS, ScratchStack
+from tests.stack.scratch import ScratchStack
 
 OFFSET = 200
 

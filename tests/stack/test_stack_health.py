@@ -8,10 +8,9 @@ import subprocess
 import sys
 import urllib.request
 import json
-from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer
 
 from salesledger.stack import jars
 from salesledger.stack.postgres import PostgresService
@@ -131,7 +130,7 @@ def test_kafka_produce_consume_on_fresh_topic(settings, fresh_topic, consumer_gr
         consumer.close()
     assert sorted(seen) == sorted(f"v{i}".encode() for i in range(9))
     offsets = kafka_admin.list_consumer_group_offsets(
-        [__import__("confluent_kafka").ConsumerGroupTopicPartitions(group)])[group].result(timeout=30)
+        [ConsumerGroupTopicPartitions(group)])[group].result(timeout=30)
     assert sum(tp.offset for tp in offsets.topic_partitions if tp.topic == topic) == 9
 
 
