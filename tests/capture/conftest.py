@@ -56,7 +56,7 @@ class Record:
 class TopicReader:
     """Reads topics from the offsets they had when :meth:`mark` was called (partition 0..n)."""
 
-    def __init__(self, bootstrap: str, topics: list[str]):
+    def __init__(self, bootstrap: str, topics: list[str], *, from_start: bool = False):
         from confluent_kafka import Consumer, TopicPartition
 
         self._tp = TopicPartition
@@ -68,17 +68,17 @@ class TopicReader:
         })
         self.topics = topics
         self.records: list[Record] = []
-        self.mark()
+        self.mark(from_start=from_start)
 
-    def mark(self) -> None:
-        """Start reading every topic at its current end."""
+    def mark(self, *, from_start: bool = False) -> None:
+        """Start reading every topic at its current end (or its start)."""
         assignments = []
         for topic in self.topics:
             meta = self.consumer.list_topics(topic, timeout=30).topics[topic]
             assert meta.error is None, f"topic {topic}: {meta.error}"
             for partition in meta.partitions:
-                _, high = self.consumer.get_watermark_offsets(self._tp(topic, partition), timeout=30)
-                assignments.append(self._tp(topic, partition, high))
+                low, high = self.consumer.get_watermark_offsets(self._tp(topic, partition), timeout=30)
+                assignments.append(self._tp(topic, partition, low if from_start else high))
         self.consumer.assign(assignments)
         self.records = []
 
@@ -136,9 +136,11 @@ class Capture:
     def transaction_topic(self) -> str:
         return f"{self.cdc_prefix}.transaction"
 
-    def reader(self, *tables: str, transactions: bool = True) -> TopicReader:
+    def reader(self, *tables: str, transactions: bool = True, from_start: bool = False) -> TopicReader:
+        """A reader of these tables' CDC topics (and the transaction topic), from now on or,
+        with ``from_start``, from the beginning (this connector's topics are its own)."""
         topics = [self.topic(t) for t in tables] + ([self.transaction_topic] if transactions else [])
-        return TopicReader(self.settings.kafka_bootstrap, topics)
+        return TopicReader(self.settings.kafka_bootstrap, topics, from_start=from_start)
 
     def values(self) -> dict[str, str]:
         """The connector template values of this test connector."""
@@ -156,20 +158,27 @@ class Capture:
 
 
 def start_capture(settings, sales_dsn: str, label: str, **overrides) -> Capture:
-    """Register a uniquely named connector; wait until it runs and its slot exists.
+    """Register a connector of its own; wait until it runs and its slot exists.
 
-    ``overrides`` go to :func:`salesledger.connect.connector_values`; the snapshot mode is
-    ``no_data`` unless given (a new connector must not re-read the whole test database)."""
+    Each connector gets its own topic prefix ``sltc<hex>`` (topics created from
+    deploy/topics.yaml, deleted by :func:`stop_capture`), name and slot: connectors sharing a
+    prefix would mix their events and collide on Debezium's JMX metric names. ``overrides`` go
+    to :func:`salesledger.connect.connector_values`; the snapshot mode is ``no_data`` unless
+    given (a new connector must not re-read the whole test database)."""
     from salesledger import connect
+    from salesledger.config import Settings
     from salesledger.salesdb.capture import slot_info
+    from salesledger.stack.topics import apply_topics
 
-    suffix = uuid.uuid4().hex[:8]
+    prefix = f"sltc{uuid.uuid4().hex[:8]}"
+    own = Settings(profile="test", test_topic_prefix=prefix)
+    apply_topics(own)
     capture = Capture(
-        name=f"{settings.topic_prefix}-{label}-{suffix}",
-        slot=f"{settings.topic_prefix}_{label}_{suffix}".replace("-", "_"),
-        cdc_prefix=connect.cdc_topic_prefix(settings.topic_prefix),
+        name=f"{prefix}-{label}",
+        slot=f"{prefix}_{label}".replace("-", "_"),
+        cdc_prefix=connect.cdc_topic_prefix(prefix),
         client=connect.ConnectClient(settings.connect_url),
-        settings=settings,
+        settings=own,
         overrides={"snapshot_mode": "no_data", **overrides},
     )
     capture.register()
@@ -183,11 +192,20 @@ def start_capture(settings, sales_dsn: str, label: str, **overrides) -> Capture:
 
 
 def stop_capture(capture: Capture, sales_dsn: str) -> None:
-    """Delete the connector and drop its slot (waits until the walsender lets go)."""
+    """Delete the connector (and its offsets), drop its slot (waits until the walsender lets
+    go), delete its topics."""
+    from confluent_kafka.admin import AdminClient
+
     from salesledger.salesdb.capture import drop_slot
 
     capture.client.delete(capture.name, reset_offsets=True)
     drop_slot(capture.settings.dsn("sales", "cdc"), capture.slot, timeout_s=120)
+    prefix = capture.settings.topic_prefix
+    admin = AdminClient({"bootstrap.servers": capture.settings.kafka_bootstrap})
+    topics = [t for t in admin.list_topics(timeout=30).topics
+              if t.startswith(prefix + ".") or t == f"__debezium-heartbeat.{prefix}.cdc"]
+    for future in admin.delete_topics(topics, operation_timeout=60).values() if topics else ():
+        future.result(timeout=60)
 
 
 @pytest.fixture(scope="module")
