@@ -28,7 +28,8 @@ def reconcile(
     schema: str = typer.Option("ledger", "--schema", help="Schema of the accounting store."),
     chart: str = typer.Option("az-nas", "--chart", envvar="SALESLEDGER_PIPELINE_CHART",
                               help="Chart of accounts the ledger was posted with."),
-    currency: str = typer.Option("AZN", "--currency", help="The ledger's functional currency."),
+    currency: Optional[str] = typer.Option(
+        None, "--currency", help="The ledger's functional currency (default: its lines')."),
     customer: Optional[str] = typer.Option(None, "--customer", help="Only this customer."),
     branch: Optional[str] = typer.Option(None, "--branch", help="Only this branch."),
 ) -> None:
@@ -52,8 +53,12 @@ def reconcile(
                 typer.echo(f"schema {schema!r} has no ledger tables", err=True)
                 raise typer.Exit(2)
             sales.read_only = True
+            try:
+                functional = currency or store.ledger_currency(ledger)
+            except ValueError as err:
+                raise typer.BadParameter(str(err), param_hint="--currency") from None
             report = run(sales, ledger, report_accounts(chart), date_from=first, date_to=last,
-                         functional_currency=currency, customer=customer, branch=branch)
+                         functional_currency=functional, customer=customer, branch=branch)
     except (psycopg.OperationalError, psycopg.errors.UndefinedTable) as err:
         typer.echo(f"cannot read the databases: {err}", err=True)
         raise typer.Exit(2) from None

@@ -86,14 +86,15 @@ def _emit(kind: str, report: Any, fmt: ReportFormat, output: Optional[Path], tit
         output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
         typer.echo(f"wrote {output}")
     else:
-        typer.echo(text)
+        typer.echo(text, nl=not text.endswith("\n"))
 
 
 @app.command("trial-balance")
 def trial_balance(
     as_of: Optional[dt.datetime] = _AS_OF, fmt: ReportFormat = _FORMAT,
     output: Optional[Path] = _OUTPUT, schema: str = _SCHEMA, chart: str = _CHART,
-    currency: str = typer.Option("AZN", "--currency", help="Currency of the lines counted."),
+    currency: Optional[str] = typer.Option(
+        None, "--currency", help="Currency of the lines counted (default: the ledger's)."),
     branch: Optional[str] = _BRANCH, customer: Optional[str] = _CUSTOMER,
     sku: Optional[str] = _SKU,
     account: Optional[str] = typer.Option(None, "--account", help="Only this account."),
@@ -104,23 +105,33 @@ def trial_balance(
 
     day = _day(as_of) or dt.date.today()
     names = report_accounts(chart).names
-    _run("trial-balance", schema, lambda conn: assemble.trial_balance(
-        store.trial_balance_rows(conn, as_of=day, currency=currency, branch=branch,
-                                 customer=customer, sku=sku, account=account),
-        as_of=day, currency=currency, names=names), fmt, output, f"Trial balance as of {day}")
+
+    def build(conn: Any) -> Any:
+        try:
+            code = currency or store.ledger_currency(conn)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--currency") from None
+        return assemble.trial_balance(
+            store.trial_balance_rows(conn, as_of=day, currency=code, branch=branch,
+                                     customer=customer, sku=sku, account=account),
+            as_of=day, currency=code, names=names)
+
+    _run("trial-balance", schema, build, fmt, output, f"Trial balance as of {day}")
 
 
 @app.command("ar-aging")
 def ar_aging(
     as_of: Optional[dt.datetime] = _AS_OF, fmt: ReportFormat = _FORMAT,
     output: Optional[Path] = _OUTPUT, schema: str = _SCHEMA, customer: Optional[str] = _CUSTOMER,
+    branch: Optional[str] = _BRANCH,
 ) -> None:
-    """Open items per customer aged by due date (not_due, 1-30 ... 121+); advances apart."""
+    """Open items per customer aged by due date (not_due, 1-30 ... 121+); advances apart
+    (--branch selects open items, not advances)."""
     from salesledger.reports import assemble, store
 
     day = _day(as_of) or dt.date.today()
     _run("ar-aging", schema, lambda conn: assemble.ar_aging(
-        store.open_item_rows(conn, as_of=day, customer=customer),
+        store.open_item_rows(conn, as_of=day, customer=customer, branch=branch),
         store.advance_rows(conn, as_of=day, customer=customer), as_of=day),
         fmt, output, f"Receivables ageing as of {day}")
 
@@ -186,6 +197,8 @@ def journal(
 
     def build(conn: Any) -> Any:
         entries, lines = store.journal_rows(conn, document, as_of=day, document_type=document_type)
-        return assemble.journal(document, entries, lines, as_of=day, names=names)
+        subledgers = store.subledger_rows(conn, document, as_of=day, document_type=document_type)
+        return assemble.journal(document, entries, lines, as_of=day, names=names,
+                                subledgers=subledgers)
 
     _run("journal", schema, build, fmt, output, f"Journal of {document}")

@@ -199,14 +199,19 @@ LINE_COLUMNS = ("entry_id", "line_no", "account", "debit", "credit", "currency",
 
 
 def journal(document: str, entries: Iterable[Sequence[Any]], lines: Iterable[Sequence[Any]],
-            *, as_of: dt.date | None, names: dict[str, str] | None = None) -> dict[str, Any]:
+            *, as_of: dt.date | None, names: dict[str, str] | None = None,
+            subledgers: dict[str, list[Sequence[Any]]] | None = None) -> dict[str, Any]:
     """The journal of one document: ``{"document", "as_of", "entries": [{"entry_id", "kind",
     "date", "document_type", "version", "rule", "reverses", "source": {"document_id", "lsn",
     "txid", "commit_at"}, "lines": [{"line_no", "account", "name", "debit", "credit", "currency",
     "branch", "warehouse", "customer", "sku", "open_item", "advance"}], "total_debit",
     "total_credit"}]}``. ``entries`` rows follow :data:`ENTRY_COLUMNS`, ``lines`` rows
     :data:`LINE_COLUMNS`. The source trace is where the sales database's WAL held the posted
-    change (LSN, transaction id, commit time) and the source row's primary key (document_id)."""
+    change (LSN, transaction id, commit time) and the source row's primary key (document_id).
+    ``subledgers`` (rows of :func:`salesledger.reports.store.subledger_rows`) adds what the
+    document moved in the subledgers: ``"stock": [{"date", "kind", "sku", "warehouse", "qty",
+    "value", "version"}]``, ``"receivables"`` and ``"advances"``: ``[{"date", "kind",
+    "customer", "document", "amount", "version"}]``."""
     names = names or {}
     by_entry: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in lines:
@@ -232,4 +237,15 @@ def journal(document: str, entries: Iterable[Sequence[Any]], lines: Iterable[Seq
             "total_debit": amount_text(sum((l["debit"] for l in entry_lines), ZERO)),
             "total_credit": amount_text(sum((l["credit"] for l in entry_lines), ZERO)),
         })
-    return {"document": document, "as_of": _day(as_of), "entries": out}
+    report: dict[str, Any] = {"document": document, "as_of": _day(as_of), "entries": out}
+    if subledgers is not None:
+        report["stock"] = [
+            {"date": _day(d), "kind": k, "sku": sku, "warehouse": w, "qty": qty_text(q),
+             "value": amount_text(v), "version": ver}
+            for d, k, sku, w, q, v, ver in subledgers.get("stock", [])]
+        for name in ("receivables", "advances"):
+            report[name] = [
+                {"date": _day(d), "kind": k, "customer": c, "document": doc,
+                 "amount": amount_text(a), "version": ver}
+                for d, k, c, doc, a, ver in subledgers.get(name, [])]
+    return report

@@ -36,6 +36,19 @@ def has_ledger(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT to_regclass('journal_lines') IS NOT NULL").fetchone()[0]
 
 
+def ledger_currency(conn: psycopg.Connection, default: str = "AZN") -> str:
+    """The ledger's functional currency: the currency of its journal lines (the posting engine
+    writes every line in the functional currency); ``default`` for an empty ledger.
+
+    Raises ``ValueError`` when the lines carry more than one currency (give ``--currency``)."""
+    found = [r[0] for r in conn.execute(
+        "SELECT DISTINCT currency FROM journal_lines ORDER BY 1 LIMIT 2").fetchall()]
+    if len(found) > 1:
+        raise ValueError(f"the ledger holds lines in several currencies ({', '.join(found)}, "
+                         "...): choose one with --currency")
+    return found[0] if found else default
+
+
 def trial_balance_rows(conn: psycopg.Connection, *, as_of: dt.date, currency: str,
                        branch: str | None = None, customer: str | None = None,
                        sku: str | None = None, account: str | None = None
@@ -56,18 +69,22 @@ def trial_balance_rows(conn: psycopg.Connection, *, as_of: dt.date, currency: st
          "sku": sku, "account": account}).fetchall()
 
 
-def open_item_rows(conn: psycopg.Connection, *, as_of: dt.date, customer: str | None = None
+def open_item_rows(conn: psycopg.Connection, *, as_of: dt.date, customer: str | None = None,
+                   branch: str | None = None
                    ) -> list[tuple[str, str, dt.date | None, dt.date, Decimal]]:
     """``(customer, document, due date, first accounting date, Σ amount)`` per open item from
-    the receivable items dated <= as_of (amount > 0 raises, < 0 settles)."""
+    the receivable items dated <= as_of (amount > 0 raises, < 0 settles). ``branch``: only
+    open items whose journal lines carry that branch (the invoice's branch)."""
     return conn.execute(
         """SELECT customer, document_number, max(due_date), min(accounting_date), sum(amount)
              FROM receivable_items
             WHERE accounting_date <= %(as_of)s
               AND (%(customer)s::text IS NULL OR customer = %(customer)s)
+              AND (%(branch)s::text IS NULL OR document_number IN (
+                       SELECT open_item FROM journal_lines WHERE branch = %(branch)s))
             GROUP BY customer, document_number
             ORDER BY customer, document_number""",
-        {"as_of": as_of, "customer": customer}).fetchall()
+        {"as_of": as_of, "customer": customer, "branch": branch}).fetchall()
 
 
 def advance_rows(conn: psycopg.Connection, *, as_of: dt.date, customer: str | None = None
@@ -145,3 +162,24 @@ def journal_rows(conn: psycopg.Connection, document: str, *, as_of: dt.date | No
         sql.SQL("SELECT {} FROM journal_lines l WHERE l.entry_id = ANY(%s)").format(
             sql.SQL(", ").join(sql.Identifier("l", c) for c in LINE_COLUMNS)), (ids,)).fetchall()
     return entries, lines
+
+
+def subledger_rows(conn: psycopg.Connection, document: str, *, as_of: dt.date | None,
+                   document_type: str | None = None) -> dict[str, list[tuple]]:
+    """The subledger rows the document caused (``by_number``): ``{"stock": (date, kind, sku,
+    warehouse, quantity, value, version), "receivables": (date, kind, customer, open item,
+    amount, version), "advances": (date, kind, customer, payment, amount, version)}``."""
+    params = {"doc": document, "type": document_type, "as_of": as_of}
+    where = """by_number = %(doc)s AND (%(type)s::text IS NULL OR by_type = %(type)s)
+               AND (%(as_of)s::date IS NULL OR accounting_date <= %(as_of)s)"""
+    queries = {
+        "stock": "SELECT accounting_date, kind, sku, warehouse, quantity, value, by_version "
+                 "FROM stock_ledger",
+        "receivables": "SELECT accounting_date, kind, customer, document_number, amount, "
+                       "by_version FROM receivable_items",
+        "advances": "SELECT accounting_date, kind, customer, document_number, amount, "
+                    "by_version FROM advances",
+    }
+    return {name: conn.execute(sql.SQL(query + " WHERE " + where + " ORDER BY 1, 2, 3, 4"),
+                               params).fetchall()
+            for name, query in queries.items()}

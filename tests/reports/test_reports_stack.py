@@ -127,6 +127,9 @@ def test_filters_select_dimensions(store, write_ledger, cli) -> None:
     stock = report_json(cli, "report", "stock", "--schema", store, "--as-of", FAR,
                         "--sku", "NOPE")
     assert stock == []
+    aging = report_json(cli, "report", "ar-aging", "--schema", store, "--as-of", FAR,
+                        "--branch", "NOPE")
+    assert aging["total"] == "0.00" and aging["customers"] == []
 
 
 def test_pnl_and_csv_xlsx_carry_the_same_numbers(store, write_ledger, cli, tmp_path) -> None:
@@ -174,6 +177,14 @@ def test_journal_of_a_document_with_its_lines_and_trace(store, write_ledger, cli
         assert got["source"]["document_id"] == want.document.id
         assert [(l["account"], D(l["debit"]), D(l["credit"])) for l in got["lines"]] == \
             [(l.account, l.debit, l.credit) for l in want.lines]
+    moved = sorted((m.sku, m.warehouse, m.qty, m.value) for m in ledger.movements
+                   if m.document.number == "INV-6")
+    assert moved and sorted((m["sku"], m["warehouse"], D(m["qty"]), D(m["value"]))
+                            for m in report["stock"]) == moved
+    owed = sorted((u.document, u.amount) for u in ledger.updates
+                  if u.by.number == "INV-6" and not u.is_advance)
+    assert owed and sorted((r["document"], D(r["amount"])) for r in report["receivables"]) == owed
+    assert report["advances"] == []
 
 
 def test_report_on_schema_without_ledger_exits_2(cli) -> None:
@@ -219,3 +230,34 @@ def test_pnl_with_discounts_on_their_own_account(store, write_ledger, cli) -> No
                                "revenue": f"{gross:.2f}", "returns": "0.00",
                                "discounts": f"{discount:.2f}", "cogs": f"{cogs:.2f}",
                                "gross_margin": f"{gross - discount - cogs:.2f}"}]
+
+
+@pytest.mark.parametrize("args", [
+    ("trial-balance", "--as-of", FAR), ("ar-aging", "--as-of", "2026-03-20"),
+    ("stock", "--as-of", FAR), ("pnl", "--from", "2026-03-01", "--to", "2026-03-31"),
+    ("journal", "--document", "INV-5")])
+def test_csv_and_xlsx_of_every_report_carry_the_json_figures(
+        args, store, write_ledger, cli, tmp_path) -> None:
+    from openpyxl import load_workbook
+
+    from salesledger.reports.render import flatten
+
+    write_ledger(run_golden("G05-partial-cash-payment-ageing.yaml").facts())
+    base = ("report", *args, "--schema", store)
+    headers, rows = flatten(args[0], report_json(cli, *base))
+    assert rows, "the report has figures"
+    parsed = list(csv.reader(io.StringIO(cli(*base, "--format", "csv").stdout)))
+    assert parsed[0] == headers
+    assert parsed[1:] == [["" if v is None else str(v) for v in row] for row in rows]
+    path = tmp_path / "report.xlsx"
+    cli(*base, "--format", "xlsx", "--output", str(path))
+    sheet = list(load_workbook(path).active.iter_rows(values_only=True))
+    assert list(sheet[0]) == headers
+    for got, want in zip(sheet[1:], parsed[1:], strict=True):
+        for cell, text in zip(got, want, strict=True):
+            if cell is None:
+                assert text == ""
+            elif isinstance(cell, (int, float)) and not isinstance(cell, bool):
+                assert D(str(cell)) == D(text)
+            else:
+                assert str(cell) == text
