@@ -176,16 +176,22 @@ def load_plan(conn: psycopg.Connection, plan: Plan, shift_days: int, reporting_r
         for table, (key, rows) in master_data_rows(plan).items():
             inserted, updated = _upsert(conn, table, key, rows, update=table != "units")
             report[table] = {"rows": len(rows), "inserted": inserted, "updated": updated}
-        inserted = 0
+        inserted = updated = 0
         for stock in plan.opening_stock:
-            cur = conn.execute(
-                sql.SQL("INSERT INTO {} (dataset, as_of, sku, warehouse_code, qty, unit_cost, currency)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING").format(
-                    sql.Identifier(SCHEMA, "opening_stock")),
-                (plan.dataset, as_of, stock.sku, stock.warehouse, stock.qty, stock.unit_cost, plan.currency))
-            inserted += cur.rowcount
+            row = conn.execute(
+                sql.SQL("INSERT INTO {t} AS o (dataset, as_of, sku, warehouse_code, qty, unit_cost, currency)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (dataset, as_of, sku, warehouse_code)"
+                        " DO UPDATE SET qty = EXCLUDED.qty, unit_cost = EXCLUDED.unit_cost,"
+                        " currency = EXCLUDED.currency WHERE (o.qty, o.unit_cost, o.currency)"
+                        " IS DISTINCT FROM (EXCLUDED.qty, EXCLUDED.unit_cost, EXCLUDED.currency)"
+                        " RETURNING (xmax = 0)").format(t=sql.Identifier(SCHEMA, "opening_stock")),
+                (plan.dataset, as_of, stock.sku, stock.warehouse, stock.qty, stock.unit_cost,
+                 plan.currency)).fetchone()
+            if row is not None:
+                inserted += bool(row[0])
+                updated += not row[0]
         value = sum((model.line_gross(s.qty, s.unit_cost) for s in plan.opening_stock), Decimal(0))
-        report["opening_stock"] = {"rows": len(plan.opening_stock), "inserted": inserted, "updated": 0,
+        report["opening_stock"] = {"rows": len(plan.opening_stock), "inserted": inserted, "updated": updated,
                                    "as_of": as_of.isoformat(), "value": str(value),
                                    "currency": plan.currency}
         conn.execute(
