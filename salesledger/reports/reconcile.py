@@ -257,71 +257,76 @@ def held_documents(ledger: psycopg.Connection) -> dict[Key, str]:
     return out
 
 
+_UNBALANCED_SQL = """
+SELECT e.entry_id, e.document_number, e.accounting_date,
+       coalesce(sum(l.debit), 0), coalesce(sum(l.credit), 0)
+  FROM journal_entries e LEFT JOIN journal_lines l USING (entry_id)
+ WHERE e.accounting_date <= %(as_of)s
+ GROUP BY e.entry_id, e.document_number, e.accounting_date, l.currency
+HAVING coalesce(sum(l.debit), 0) <> coalesce(sum(l.credit), 0) OR count(l.entry_id) = 0"""
+
+# Per open item: Σ receivable items (subledger) vs the receivable account's lines.
+_OPEN_ITEMS_SQL = """
+WITH acc AS (
+    SELECT coalesce(l.open_item, '') AS doc, max(l.customer) AS customer,
+           sum(l.debit - l.credit) AS amount
+      FROM journal_lines l JOIN journal_entries e USING (entry_id)
+     WHERE l.account = ANY(%(rec)s) AND e.accounting_date <= %(as_of)s
+     GROUP BY 1),
+sub AS (
+    SELECT document_number AS doc, max(customer) AS customer, sum(amount) AS amount,
+           min(accounting_date) AS day
+      FROM receivable_items WHERE accounting_date <= %(as_of)s GROUP BY 1)
+SELECT coalesce(sub.doc, acc.doc), coalesce(sub.customer, acc.customer), sub.day,
+       coalesce(sub.amount, 0), coalesce(acc.amount, 0)
+  FROM acc FULL JOIN sub ON acc.doc = sub.doc"""
+
+# Per customer: Σ advances (subledger) vs the advances account (credit balance).
+_ADVANCES_SQL = """
+WITH acc AS (
+    SELECT coalesce(l.customer, '') AS customer, sum(l.credit - l.debit) AS amount
+      FROM journal_lines l JOIN journal_entries e USING (entry_id)
+     WHERE l.account = ANY(%(adv)s) AND e.accounting_date <= %(as_of)s GROUP BY 1),
+sub AS (
+    SELECT customer, sum(amount) AS amount FROM advances
+     WHERE accounting_date <= %(as_of)s GROUP BY 1)
+SELECT coalesce(sub.customer, acc.customer), coalesce(sub.amount, 0), coalesce(acc.amount, 0)
+  FROM acc FULL JOIN sub ON acc.customer = sub.customer"""
+
+# Per SKU and warehouse: Σ stock value (stock ledger) vs the inventory account.
+_STOCK_SQL = """
+WITH acc AS (
+    SELECT coalesce(l.sku, '') AS sku, coalesce(l.warehouse, '') AS warehouse,
+           sum(l.debit - l.credit) AS amount
+      FROM journal_lines l JOIN journal_entries e USING (entry_id)
+     WHERE l.account = ANY(%(inv)s) AND e.accounting_date <= %(as_of)s GROUP BY 1, 2),
+sub AS (
+    SELECT sku, warehouse, sum(value) AS amount FROM stock_ledger
+     WHERE accounting_date <= %(as_of)s GROUP BY 1, 2)
+SELECT coalesce(sub.sku, acc.sku), coalesce(sub.warehouse, acc.warehouse),
+       coalesce(sub.amount, 0), coalesce(acc.amount, 0)
+  FROM acc FULL JOIN sub ON acc.sku = sub.sku AND acc.warehouse = sub.warehouse"""
+
+
 def invariant_differences(ledger: psycopg.Connection, accounts: ReportAccounts, *,
                           as_of: dt.date) -> tuple[list[Difference], dict[str, int]]:
-    """The ledger's own invariants on ``as_of`` (module doc) and how many items were checked."""
-    diffs: list[Difference] = []
+    """The ledger's own invariants on ``as_of`` (module doc) and how many items were checked:
+    ``{"entries", "open_items", "advance_customers", "stock_positions"}``."""
     p = {"as_of": as_of, "rec": list(accounts.receivable),
          "adv": list(accounts.customer_advances), "inv": list(accounts.inventory)}
     entries = ledger.execute(
         "SELECT count(*) FROM journal_entries WHERE accounting_date <= %(as_of)s", p).fetchone()[0]
-    for entry_id, number, day, debit, credit in ledger.execute(
-            """SELECT e.entry_id, e.document_number, e.accounting_date,
-                      coalesce(sum(l.debit), 0), coalesce(sum(l.credit), 0)
-                 FROM journal_entries e LEFT JOIN journal_lines l USING (entry_id)
-                WHERE e.accounting_date <= %(as_of)s
-                GROUP BY e.entry_id, e.document_number, e.accounting_date, l.currency
-               HAVING coalesce(sum(l.debit), 0) <> coalesce(sum(l.credit), 0)
-                   OR count(l.entry_id) = 0""", p).fetchall():
-        diffs.append(Difference("balanced", day, None, None, number, debit, credit))
-    items = ledger.execute(
-        """WITH acc AS (
-               SELECT coalesce(l.open_item, '') AS doc, max(l.customer) AS customer,
-                      sum(l.debit - l.credit) AS amount
-                 FROM journal_lines l JOIN journal_entries e USING (entry_id)
-                WHERE l.account = ANY(%(rec)s) AND e.accounting_date <= %(as_of)s
-                GROUP BY 1),
-           sub AS (
-               SELECT document_number AS doc, max(customer) AS customer, sum(amount) AS amount,
-                      min(accounting_date) AS day
-                 FROM receivable_items WHERE accounting_date <= %(as_of)s GROUP BY 1)
-           SELECT coalesce(sub.doc, acc.doc), coalesce(sub.customer, acc.customer), sub.day,
-                  coalesce(sub.amount, 0), coalesce(acc.amount, 0)
-             FROM acc FULL JOIN sub ON acc.doc = sub.doc""", p).fetchall()
-    for doc, customer, day, sub, acc in items:
-        if sub != acc:
-            diffs.append(Difference("receivable_account", day, None, customer, doc, sub, acc))
-    advances = ledger.execute(
-        """WITH acc AS (
-               SELECT coalesce(l.customer, '') AS customer, sum(l.credit - l.debit) AS amount
-                 FROM journal_lines l JOIN journal_entries e USING (entry_id)
-                WHERE l.account = ANY(%(adv)s) AND e.accounting_date <= %(as_of)s GROUP BY 1),
-           sub AS (
-               SELECT customer, sum(amount) AS amount FROM advances
-                WHERE accounting_date <= %(as_of)s GROUP BY 1)
-           SELECT coalesce(sub.customer, acc.customer), coalesce(sub.amount, 0),
-                  coalesce(acc.amount, 0)
-             FROM acc FULL JOIN sub ON acc.customer = sub.customer""", p).fetchall()
-    for customer, sub, acc in advances:
-        if sub != acc:
-            diffs.append(Difference("advances_account", None, None, customer, "", sub, acc))
-    stock = ledger.execute(
-        """WITH acc AS (
-               SELECT coalesce(l.sku, '') AS sku, coalesce(l.warehouse, '') AS warehouse,
-                      sum(l.debit - l.credit) AS amount
-                 FROM journal_lines l JOIN journal_entries e USING (entry_id)
-                WHERE l.account = ANY(%(inv)s) AND e.accounting_date <= %(as_of)s GROUP BY 1, 2),
-           sub AS (
-               SELECT sku, warehouse, sum(value) AS amount FROM stock_ledger
-                WHERE accounting_date <= %(as_of)s GROUP BY 1, 2)
-           SELECT coalesce(sub.sku, acc.sku), coalesce(sub.warehouse, acc.warehouse),
-                  coalesce(sub.amount, 0), coalesce(acc.amount, 0)
-             FROM acc FULL JOIN sub ON acc.sku = sub.sku AND acc.warehouse = sub.warehouse""",
-        p).fetchall()
-    for sku, warehouse, sub, acc in stock:
-        if sub != acc:
-            diffs.append(Difference("inventory_account", None, None, None,
-                                    f"{sku}@{warehouse}", sub, acc))
+    diffs = [Difference("balanced", day, None, None, number, debit, credit)
+             for _, number, day, debit, credit in ledger.execute(_UNBALANCED_SQL, p).fetchall()]
+    items = ledger.execute(_OPEN_ITEMS_SQL, p).fetchall()
+    diffs += [Difference("receivable_account", day, None, customer, doc, sub, acc)
+              for doc, customer, day, sub, acc in items if sub != acc]
+    advances = ledger.execute(_ADVANCES_SQL, p).fetchall()
+    diffs += [Difference("advances_account", None, None, customer, "", sub, acc)
+              for customer, sub, acc in advances if sub != acc]
+    stock = ledger.execute(_STOCK_SQL, p).fetchall()
+    diffs += [Difference("inventory_account", None, None, None, f"{sku}@{warehouse}", sub, acc)
+              for sku, warehouse, sub, acc in stock if sub != acc]
     checked = {"entries": entries, "open_items": len(items), "advance_customers": len(advances),
                "stock_positions": len(stock)}
     return diffs, checked

@@ -256,3 +256,48 @@ def test_reconcile_marks_a_document_waiting_in_the_held_queue(
     assert {d["document"] for d in report["differences"]} == {scenario.inv2}
     assert {d["held"] for d in report["differences"]} == {"period_locked"}
     assert all(d["ledger"] is None for d in report["differences"])
+
+
+def _remove_rows(owner_conn, store: str, where: str, params: tuple) -> list[str]:
+    """As the store's owner: remove journal lines matching ``where`` (on journal_lines joined
+    with journal_entries ``e``); returns the entry ids touched."""
+    with owner_conn.transaction():
+        owner_conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER journal_lines_append_only")
+                           .format(sql.Identifier(store, "journal_lines")))
+        rows = owner_conn.execute(sql.SQL(
+            "DELETE FROM {l} l USING {e} e WHERE e.entry_id = l.entry_id AND " + where +
+            " RETURNING l.entry_id").format(l=sql.Identifier(store, "journal_lines"),
+                                            e=sql.Identifier(store, "journal_entries")),
+            params).fetchall()
+    return sorted({r[0] for r in rows})
+
+
+def test_reconcile_checks_the_ledger_invariants(store, write_ledger, cli, owner_conn) -> None:
+    from tests.reports.conftest import run_golden
+
+    ledger = run_golden("G14-az-advance-and-vat-deposit.yaml")
+    write_ledger(ledger.facts())
+    nobody = f"nobody-{uuid.uuid4().hex[:8]}"  # no sales document: only the invariants count
+
+    def differences(expect: int) -> dict:
+        result = cli("reconcile", "--schema", store, "--from", "2026-03-01", "--to",
+                     "2026-03-31", "--customer", nobody, "--format", "json", expect=expect)
+        return {(d["check"], d["document"]): d for d in json.loads(result.stdout)["differences"]}
+
+    assert differences(0) == {}
+    # The advance offset's lines on the advances account go: advances account <> Σ advances.
+    _remove_rows(owner_conn, store, "e.kind = 'advance_offset' AND l.account = '543'", ())
+    diffs = differences(1)
+    advances = diffs[("advances_account", "")]
+    assert advances["customer"] == "C10"
+    assert (advances["source"], advances["ledger"]) == ("0.00", "100.00")
+    assert diffs[("balanced", "INV-14")]["source"] == "0.00"  # Σ debit left: nothing
+    # The opening balance's inventory line goes: inventory account <> Σ stock value.
+    (sku, warehouse) = next((m.sku, m.warehouse) for m in ledger.movements
+                            if m.kind == "opening_balance" or m.document.number == "OPENING")
+    _remove_rows(owner_conn, store, "e.kind = 'opening_balance' AND l.account = '205'", ())
+    diffs = differences(1)
+    stock = diffs[("inventory_account", f"{sku}@{warehouse}")]
+    assert D(stock["source"]) - D(stock["ledger"]) == sum(
+        m.value for m in ledger.movements if m.document.number == "OPENING")
+    assert ("balanced", "OPENING") in diffs
