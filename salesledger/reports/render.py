@@ -110,15 +110,25 @@ def _cell(value: Any, numeric: bool) -> Any:
     return value
 
 
+#: Columns a terminal table shows (CSV/XLSX keep them all); None: every column.
+_TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "journal": ("date", "kind", "version", "account", "debit", "credit", "customer", "sku",
+                "open_item"),
+}
+
+
 def rich_table(kind: str, report: Any, title: str):
-    """A :class:`rich.table.Table` of the flattened report (amount columns right-aligned)."""
+    """A :class:`rich.table.Table` of the flattened report (amount columns right-aligned;
+    long values fold instead of being cut)."""
     from rich.table import Table as RichTable
 
     headers, rows = flatten(kind, report)
+    shown = [i for i, h in enumerate(headers) if h in _TABLE_COLUMNS.get(kind, headers)]
     table = RichTable(title=title)
-    for header in headers:
-        table.add_column(header, justify="right" if header in NUMERIC_COLUMNS else "left")
+    for i in shown:
+        table.add_column(headers[i], overflow="fold",
+                         justify="right" if headers[i] in NUMERIC_COLUMNS else "left")
     for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row],
+        table.add_row(*["" if row[i] is None else str(row[i]) for i in shown],
                       style="bold" if "TOTAL" in row[:2] else None)
     return table
