@@ -20,7 +20,9 @@ Only the last step can be unfinished (steps run one at a time, each ends with it
 the undo image of such an entry is the value after an earlier, finished step.
 
 Keys: ``document:<type>:<number>``, ``stock:<sku>@<warehouse>``, ``customer:<id>`` (the engine's
-``PostingResult.touched`` names), and whole small mappings ``held``, ``locks``, ``rates``.
+``PostingResult.touched`` names; a customer's account without its open items), one key per open
+item ``item:<customer>\x1f<number>`` (a customer may have thousands), and whole small mappings
+``held``, ``locks``, ``rates``.
 Values are pickled (trusted: only this process writes the changelog). Pure: the table is any
 ``MutableMapping[str, bytes]``.
 """
@@ -40,6 +42,9 @@ from salesledger.ledger.state import LedgerState
 
 APPLIED_KEY = "meta:applied"
 OUTPUT_PREFIX = "out:"
+ITEM_PREFIX = "item:"
+_SEP = "\x1f"
+_NO_ITEMS = Map()
 #: Outputs kept for re-emission, at most (older ones are dropped once Faust committed past
 #: them; this bound only guards memory if commits stall).
 OUTPUTS_KEPT_MAX = 50_000
@@ -106,6 +111,42 @@ def _get(state: LedgerState, key: str) -> Any:
     raise KeyError(f"unknown state key {key!r}")
 
 
+def _pieces(old: LedgerState, new: LedgerState, keys: list[str]) -> list[tuple[str, Any, Any]]:
+    """(table key, before, after) of each changed piece. A customer is stored as its header
+    (the account without open items) plus one entry per open item (``item:<id>\x1f<number>``),
+    so a step writes the items it changed, not all of a customer's open items."""
+    out = []
+    for key in keys:
+        if not key.startswith("customer:"):
+            out.append((key, _get(old, key), _get(new, key)))
+            continue
+        customer = key[len("customer:"):]
+        before, after = old.customers.get(customer), new.customers.get(customer)
+        if before is after:
+            continue
+        same_head = (before is not None and after is not None and before.advances is after.advances
+                     and before.customer == after.customer)
+        if not same_head:
+            out.append((key, _head(before), _head(after)))
+        items_before = before.open_items if before is not None else _NO_ITEMS
+        items_after = after.open_items if after is not None else _NO_ITEMS
+        if items_before is items_after:
+            continue
+        prefix = f"{ITEM_PREFIX}{customer}{_SEP}"
+        for number, item in items_after.items():
+            previous = items_before.get(number, _ABSENT)
+            if previous is not item:
+                out.append((prefix + number, previous, item))
+        for number, item in items_before.items():
+            if number not in items_after:
+                out.append((prefix + number, item, _ABSENT))
+    return out
+
+
+def _head(account: Any) -> Any:
+    return _ABSENT if account is None else replace(account, open_items=_NO_ITEMS)
+
+
 def changed_keys(touched: Iterable[str]) -> list[str]:
     """The table keys a step writes: the engine's ``touched`` names, deduplicated, in order."""
     seen: dict[str, None] = {}
@@ -132,8 +173,7 @@ class LedgerStore:
         """Record step ``seq`` (> :attr:`applied`): changed entries with undo images, the
         outputs, then the marker (in that order: see the module docstring)."""
         assert seq > self.applied, f"step {seq} after {self.applied}: steps only move forward"
-        for key in changed_keys(touched):
-            before, after = _get(old, key), _get(new, key)
+        for key, before, after in _pieces(old, new, changed_keys(touched)):
             if before is after:
                 continue
             before_bytes = self._current.get(key)
@@ -195,6 +235,11 @@ class LedgerStore:
             self._put(key, pickle.loads(value_bytes), documents, stock, customers, whole)
         if len(unfinished) > 1:
             raise TornState(f"steps {sorted(unfinished)} unfinished after {self.applied}")
+        items = whole.pop("items", {})
+        for customer, open_items in items.items():
+            if customer not in customers:
+                raise TornState(f"open items of customer {customer!r} without its account")
+            customers[customer] = replace(customers[customer], open_items=Map(open_items))
         self._outputs = deque(sorted(outputs))
         return LedgerState(documents=Map(documents), stock=Map(stock), customers=Map(customers),
                            held=Map(whole["held"]), locked_through=whole["locks"],
@@ -208,6 +253,9 @@ class LedgerStore:
             whole[key] = value
         elif value == _ABSENT:
             return
+        elif kind == "item":
+            customer, _, number = rest.partition(_SEP)
+            whole.setdefault("items", {}).setdefault(customer, {})[number] = value
         elif kind == "document":
             documents[rest] = value
         elif kind == "stock":
