@@ -51,7 +51,7 @@ def _run(kind: str, schema: str, build: Callable[[Any], Any], fmt: ReportFormat,
     import psycopg
 
     from salesledger.config import get_settings
-    from salesledger.reports import render, store
+    from salesledger.reports import store
 
     if fmt is ReportFormat.xlsx and output is None:
         raise typer.BadParameter("--format xlsx needs --output FILE", param_hint="--output")
