@@ -12,7 +12,8 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 _TOP = Path(__file__).parent
-_SHIPPED = ["schemas", "connect-configs", "deploy/topics.yaml", "deploy/local", "deploy/sql"]
+_SHIPPED = ["schemas", "connect-configs", "deploy/topics.yaml", "deploy/local", "deploy/sql",
+            "deploy/prometheus"]
 
 
 class BuildWithData(build_py):

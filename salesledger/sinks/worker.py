@@ -30,6 +30,7 @@ import psycopg
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from salesledger.config import Settings
+from salesledger.metrics import librdkafka_stats
 from salesledger.sinks import metrics
 from salesledger.sinks.decode import decode_record, shared_serde
 from salesledger.sinks.migrate import applied_versions, discover
@@ -123,6 +124,8 @@ class SinkWorker:
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
             "session.timeout.ms": self.sink.session_timeout_ms,
+            # Per-partition lag and last-fetch age (salesledger.metrics.PARTITIONS).
+            "statistics.interval.ms": 5000, "stats_cb": librdkafka_stats("sink"),
         }
         instance = self.sink.group_instance_id or os.environ.get("SALESLEDGER_WORKER_NAME")
         if instance:

@@ -13,6 +13,8 @@ import urllib.error
 from pathlib import Path
 
 from salesledger.config import Settings
+from salesledger.metrics import ExporterSettings
+from salesledger.resources import resource_path
 from salesledger.stack import process
 from salesledger.stack.base import Health, Service, deploy_file
 from salesledger.stack.connect import http_json
@@ -76,7 +78,10 @@ class PrometheusService(Service):
         low, high = s.worker_metrics_ports
         values = {"host": s.host, "jmx_broker_port": s.jmx_broker_port,
                   "jmx_connect_port": s.jmx_connect_port, "targets_dir": targets_dir(s),
-                  "worker_ports": f"{low}-{high}"}
+                  "worker_ports": f"{low}-{high}",
+                  # rule files and the slot exporter: salesledger.metrics / cli.exporter
+                  "rules_dir": resource_path("deploy/prometheus"),
+                  "exporter_port": ExporterSettings().port}
         process.render_file(deploy_file("prometheus/prometheus.yml"), self.config_path(), values)
 
     def start(self) -> subprocess.Popen:

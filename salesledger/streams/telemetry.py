@@ -1,7 +1,7 @@
-"""Prometheus metrics of the stream workers, all defined here. Label ``stage`` (assembly |
-posting) only. Each worker exposes them on its own port (``SALESLEDGER_PIPELINE_METRICS_PORT``,
-9464 + worker index under ``salesledger run``); the sink worker's are in
-:mod:`salesledger.sinks.metrics`.
+"""Prometheus metrics of the stream workers (built in :mod:`salesledger.metrics`). Label ``stage``
+(assembly | posting) only. Each worker exposes them on its own port
+(``SALESLEDGER_PIPELINE_METRICS_PORT``, 9464 + worker index under ``salesledger run``); the sink
+worker's are in :mod:`salesledger.sinks.metrics`.
 
 Alert on ``salesledger_stream_dead_letters`` rising. ``STEP_SECONDS`` buckets span 0.1 ms (a
 small document) to 1 s (a document releasing a long held queue).
@@ -9,20 +9,16 @@ small document) to 1 s (a document releasing a long held queue).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from salesledger import metrics as _metrics
 
-RECORDS = Counter("salesledger_stream_records_total",
-                  "Input records processed (all outcomes), by stage.", ["stage"])
-DOCUMENTS = Counter("salesledger_stream_documents_total",
-                    "Document events produced by assembly, by stage.", ["stage"])
-DEAD_LETTERS = Gauge("salesledger_stream_dead_letters",
-                     "Dead letters produced since the worker started, by stage.", ["stage"])
-STEP_SECONDS = Histogram(
-    "salesledger_stream_step_seconds", "Wall time to process one input record, seconds.",
-    ["stage"], buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0))
-REBUILD_SECONDS = Gauge("salesledger_stream_rebuild_seconds",
-                        "Time the last start-up rebuild took (assembler replay), seconds.",
-                        ["stage"])
+# Built in salesledger.metrics (one registry); the names the stream code uses.
+RECORDS = _metrics.STREAM_RECORDS
+DOCUMENTS = _metrics.STREAM_DOCUMENTS
+DEAD_LETTERS = _metrics.STREAM_DEAD_LETTERS
+STEP_SECONDS = _metrics.STREAM_STEP_SECONDS
+REBUILD_SECONDS = _metrics.STREAM_REBUILD_SECONDS
+
+_metrics.register("stream")
 
 
 def serve(port: int | None) -> None:
