@@ -66,7 +66,8 @@ def check(
         typer.echo(json.dumps(result.as_json(), sort_keys=True))
     else:
         typer.echo(f"entries {result.entries}  unbalanced {result.unbalanced}  "
-                   f"duplicates {result.duplicates}  debit {result.total_debit}  "
+                   f"duplicates {result.duplicates}  conflicts {result.conflicts}  "
+                   f"debit {result.total_debit}  "
                    f"credit {result.total_credit}  {'OK' if result.ok else 'NOT OK'}")
     raise typer.Exit(0 if result.ok else 1)
 

@@ -27,7 +27,9 @@ class LedgerCheck:
     credits differ in some currency; ``duplicates``: entries beyond the first with the same
     posting key (document type, document id, document version, rule — the inputs of the
     deterministic id), i.e. one posting stored under two ids; ``total_debit`` /
-    ``total_credit``: over all lines (all currencies); ``by_currency``: the same per currency.
+    ``total_credit``: over all lines (all currencies); ``by_currency``: the same per currency;
+    ``conflicts``: open dead letters ``entry_conflict`` — an entry id delivered again with other
+    content than the stored one (the pipeline disagrees with the ledger: never acceptable).
     """
 
     entries: int
@@ -36,19 +38,21 @@ class LedgerCheck:
     total_debit: Decimal
     total_credit: Decimal
     by_currency: dict[str, tuple[Decimal, Decimal]]
+    conflicts: int = 0
 
     @property
     def ok(self) -> bool:
-        """True when nothing is off: no unbalanced or duplicated entry, totals equal per
-        currency."""
-        return (self.unbalanced == 0 and self.duplicates == 0
+        """True when nothing is off: no unbalanced, duplicated or conflicting entry, totals
+        equal per currency."""
+        return (self.unbalanced == 0 and self.duplicates == 0 and self.conflicts == 0
                 and all(d == c for d, c in self.by_currency.values()))
 
     def as_json(self) -> dict[str, Any]:
         """The ``ledger check --format json`` document (amounts as decimal strings)."""
         return {
             "entries": self.entries, "unbalanced": self.unbalanced,
-            "duplicates": self.duplicates, "total_debit": str(self.total_debit),
+            "duplicates": self.duplicates, "conflicts": self.conflicts,
+            "total_debit": str(self.total_debit),
             "total_credit": str(self.total_credit),
             "by_currency": {cur: {"debit": str(d), "credit": str(c)}
                             for cur, (d, c) in sorted(self.by_currency.items())},
@@ -57,7 +61,8 @@ class LedgerCheck:
 
 
 def check_ledger(conn: psycopg.Connection, schema: str = "ledger") -> LedgerCheck:
-    """Count entries, unbalanced and duplicated entries, and total the lines of ``schema``."""
+    """Count entries, unbalanced, duplicated and conflicting entries, and total the lines of
+    ``schema``."""
     t = {name: sql.Identifier(schema, name) for name in ("journal_entries", "journal_lines")}
     entries = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(t["journal_entries"])).fetchone()[0]
     unbalanced = conn.execute(sql.SQL(
@@ -73,12 +78,15 @@ def check_ledger(conn: psycopg.Connection, schema: str = "ledger") -> LedgerChec
         "SELECT currency, sum(debit), sum(credit) FROM {} GROUP BY currency ORDER BY currency"
     ).format(t["journal_lines"])).fetchall()
     by_currency = {cur: (d, c) for cur, d, c in per_currency}
+    conflicts = conn.execute(sql.SQL(
+        "SELECT count(*) FROM {} WHERE reason = 'entry_conflict' AND status = 'open'"
+    ).format(sql.Identifier(schema, "dead_letters"))).fetchone()[0]
     zero = Decimal("0")
     return LedgerCheck(
         entries=entries, unbalanced=unbalanced, duplicates=int(duplicates),
         total_debit=sum((d for d, _ in by_currency.values()), zero),
         total_credit=sum((c for _, c in by_currency.values()), zero),
-        by_currency=by_currency,
+        by_currency=by_currency, conflicts=conflicts,
     )
 
 

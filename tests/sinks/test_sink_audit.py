@@ -135,3 +135,13 @@ def test_dead_letters_are_listed_and_resolved_once(store, sink_connect):
                 store).returncode == 1
     resolved = _cli("ledger", "dead-letters", "--status", "resolved", "--schema", store)
     assert "1 dead letter(s) resolved" in resolved.stdout
+
+
+def test_ledger_check_fails_on_an_entry_redelivered_with_other_content(store, sink_connect):
+    writer = LedgerWriter(sink_connect, consumer_group="audit", schema=store)
+    writer.write(records([make_entry(1, "118.00")]))
+    writer.write(records([make_entry(1, "236.00")], first_offset=1))  # same id, other lines
+    done = _cli("ledger", "check", "--format", "json", "--schema", store)
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert (report["conflicts"], report["unbalanced"], report["duplicates"]) == (1, 0, 0)
