@@ -2,8 +2,8 @@
 
 A scratch logical slot on ``sales_test`` stands for a connector's slot: while its consumer is
 caught up (fresh slot) the alert is inactive; once nobody confirms it ("the connector stopped")
-and more than 1 GiB of WAL is written, it fires. WAL is made cheaply with non-transactional
-``pg_logical_emit_message`` records of 1 MiB each (no table grows). The slot exporter runs as a
+and more than 1 GiB of WAL is written, it fires. WAL is made cheaply by :func:`write_wal` (1 MiB rows in
+another database, truncated as it goes). The slot exporter runs as a
 real process; a private Prometheus loads the production rule files with only the alert's
 ``for:`` shortened (10m -> 10s). The slot is dropped afterwards (the WAL is then recycled).
 """
@@ -23,8 +23,29 @@ from tests.observability.conftest import http_json, wait_until
 from tests.observability.rules import scrape
 
 GIB = 1024**3
-WAL_MESSAGES_MIB = 1100  # > 1 GiB of WAL
+WAL_ROWS_MIB = 1100  # > 1 GiB of WAL
+WAL_BATCH_ROWS = 50
 ALERT = "ReplicationSlotLagHigh"
+
+
+def write_wal(conn, mib: int) -> None:
+    """Write about ``mib`` MiB of WAL cheaply: rows of 1 MiB (TOAST without compression) in a
+    scratch table of the ``postgres`` database, truncated per batch (the disk does not fill with
+    table data) and dropped after. Logical decoding of the sales databases' slots skips other
+    databases' records at once, so no connector sees or buffers them (a logical message would be
+    streamed by Debezium's pgoutput and can exhaust Connect's heap)."""
+    table = sql.Identifier(f"sl_obs_wal_{uuid.uuid4().hex[:8]}")
+    conn.execute(sql.SQL("CREATE TABLE {} (payload text)").format(table))
+    try:
+        conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN payload SET STORAGE EXTERNAL")
+                     .format(table))
+        for start in range(0, mib, WAL_BATCH_ROWS):
+            rows = min(WAL_BATCH_ROWS, mib - start)
+            conn.execute(sql.SQL("INSERT INTO {} SELECT repeat('x', 1048576) "
+                                 "FROM generate_series(1, %s)").format(table), (rows,))
+            conn.execute(sql.SQL("TRUNCATE {}").format(table))
+    finally:
+        conn.execute(sql.SQL("DROP TABLE {}").format(table))
 
 
 def _slot_alerts(prom, slot: str) -> list[dict]:
@@ -52,9 +73,8 @@ def test_slot_lag_alert_inactive_while_caught_up_fires_after_1_GiB_behind(
                    lambda: prom.evaluated_after(seen_at + 4))
         assert _slot_alerts(prom, slot) == []
 
-        # The connector stops (nobody confirms the slot) and the database keeps writing.
-        admin.execute("SELECT count(pg_logical_emit_message(false, 'salesledger-obs-test', "
-                      "repeat('x', 1048576))) FROM generate_series(1, %s)", (WAL_MESSAGES_MIB,))
+        # The connector stops (nobody confirms the slot) and the cluster keeps writing.
+        write_wal(pg_connect("postgres", "admin"), WAL_ROWS_MIB)
         behind = admin.execute(
             "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) FROM pg_replication_slots "
             "WHERE slot_name = %s", (slot,)).fetchone()[0]
