@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from salesledger.config import Settings
+from salesledger.stack.prometheus import register_worker_target, unregister_worker_target
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class Supervisor:
                                             start_new_session=True)
         item.started_at = time.monotonic()
         item.restart_at = None
+        self._register_target(item.spec)
         log.info("started %s pid %d", item.spec.name, item.process.pid)
         self._write_state()
 
@@ -172,6 +174,19 @@ class Supervisor:
                     pass
                 item.process.wait(timeout=30)
         self.state_file.unlink(missing_ok=True)
+        for item in self.running:
+            unregister_worker_target(self.settings, self._target_name(item.spec))
+
+    def _target_name(self, spec: WorkerSpec) -> str:
+        return f"{self.settings.topic_prefix}-{spec.name}"
+
+    def _register_target(self, spec: WorkerSpec) -> None:
+        """Let the stack's Prometheus scrape this worker's metrics port (file_sd)."""
+        port = spec.env.get("SALESLEDGER_SINK_METRICS_PORT") or \
+            spec.env.get("SALESLEDGER_PIPELINE_METRICS_PORT")
+        if port:
+            register_worker_target(self.settings, self._target_name(spec), int(port),
+                                   {"stage": spec.stage, "prefix": self.settings.topic_prefix})
 
     def _write_state(self) -> None:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)

@@ -127,15 +127,16 @@ class SlotExporter:
 
 def follow_metrics_topic(settings: Settings, group: str, stop: threading.Event) -> None:
     """Add the money aggregates of ``{prefix}.metrics`` to ``salesledger_business_amount_total``
-    (by metric and currency) until ``stop``. Starts at the topic's end on first use (history is
-    not re-counted); the group's committed offsets carry it across restarts."""
+    (by metric and currency) until ``stop``. Reads the topic from its start on the group's
+    first use; the group's committed offsets carry it across restarts (a restart resets the
+    counter to 0, which ``rate()`` absorbs)."""
     from confluent_kafka import Consumer
 
     from salesledger.sinks.decode import shared_serde
 
     serde = shared_serde()
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
-                         "auto.offset.reset": "latest", "enable.auto.commit": True})
+                         "auto.offset.reset": "earliest", "enable.auto.commit": True})
     consumer.subscribe([settings.topic("metrics")])
     try:
         while not stop.is_set():

@@ -28,12 +28,14 @@ def run_stage(stage: str, loglevel: str = "info") -> int:
         return 0
     import faust
 
+    from salesledger.metrics import faust_sensor
     from salesledger.streams import assembly_agent, posting_agent, telemetry
     from salesledger.streams.app import PipelineSettings, create_app
 
     pipeline = PipelineSettings()
     telemetry.serve(pipeline.metrics_port)
     app = create_app(settings, stage, pipeline)  # type: ignore[arg-type]
+    app.sensors.add(faust_sensor(app, stage))  # per-partition lag and last-fetch age
     logging.basicConfig(level=loglevel.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if stage == "assembly":
