@@ -6,6 +6,11 @@ Comparison rules (README "How to compare"): entries by (kind, document) as a mul
 compared by per-account sums of debit and credit, and the accounting date when listed;
 ``journal: []`` means no entry at all; receivables (open, due, bucket, days_past_due as of a
 date), advances, stock, held and after_release as listed.
+
+Beyond the step kinds of the README the runner accepts ``write_off`` (a document like a goods
+receipt without costs) and ``rate: {currency, date, rate}`` (an exchange rate; also as
+``given.rates``), and any document may carry ``currency`` (default: the functional one). The
+``at`` of an ``edit``/``cancel``/``delete`` becomes the version's source commit time.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from salesledger.ledger.model import (
     Release,
     ReturnLine,
     SalesReturn,
+    SourcePosition,
     WriteOff,
     WriteOffLine,
 )
@@ -134,18 +140,18 @@ class _Builder:
         if kind == "edit":
             old = self._last(s)
             fields = {k: v for k, v in s.items() if k not in ("document", "at")}
-            doc = self._rebuild(old, fields, s.get("at"))
+            doc = replace(self._rebuild(old, fields), source=_source(s))
             self.last[doc.number] = doc
             return doc
         if kind == "cancel":
             old = self._last(s)
-            doc = replace(old, status="cancelled", version=old.version + 1)
+            doc = replace(old, status="cancelled", version=old.version + 1, source=_source(s))
             self.last[doc.number] = doc
             return doc
         if kind == "delete":
             old = self._last(s)
             self.last[old.number] = replace(old, status="deleted", version=old.version + 1)
-            return Deletion(doc_type=old.doc_type, number=old.number, version=old.version + 1, at=_ts(s.get("at")))
+            return Deletion(doc_type=old.doc_type, number=old.number, version=old.version + 1, at=_ts(s.get("at")), source=_source(s))
         if kind == "lock":
             return PeriodLock(through=_date(s["through"], "lock.through"), at=_ts(s.get("at")))
         if kind == "release":
@@ -163,7 +169,7 @@ class _Builder:
             raise CaseFormatError(f"step refers to unknown document {number!r}")
         return self.last[number]
 
-    def _rebuild(self, old: Any, fields: dict, at: Any) -> Any:
+    def _rebuild(self, old: Any, fields: dict) -> Any:
         data = {"number": old.number, "id": old.id, "date": old.date, "currency": old.currency}
         for name in ("customer", "warehouse", "payment_terms_days", "prices_include_vat", "method", "amount",
                      "supplier", "against", "reason"):
@@ -204,6 +210,11 @@ class _Builder:
     def _write_off(self, s: dict) -> WriteOff:
         lines = tuple(WriteOffLine(sku=str(l["sku"]), qty=_dec(l["qty"], "qty")) for l in s.get("lines", []))
         return WriteOff(**self._common(s), warehouse=str(s["warehouse"]), lines=lines, reason=str(s.get("reason", "")))
+
+
+def _source(step: dict) -> SourcePosition | None:
+    at = _ts(step.get("at"))
+    return SourcePosition(commit_time=at) if at is not None else None
 
 
 def _step(step: Any) -> tuple[str, dict]:

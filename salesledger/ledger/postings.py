@@ -182,9 +182,15 @@ class Tx:
             self._move("adjustment", day, sku, warehouse, ZERO, -diff)
         return diff
 
-    def restore(self, sku: str, warehouse: str, pieces: tuple, day: dt.date) -> None:
-        self._stock[(sku, warehouse)] = valuation.restore_front(self.position(sku, warehouse), pieces, self.settings)
+    def restore(self, sku: str, warehouse: str, pieces: tuple, day: dt.date) -> Decimal:
+        """Put issued pieces back; returns the cost correction of negative stock they covered."""
+        new, corrections = valuation.restore_front(self.position(sku, warehouse), pieces, self.settings)
+        self._stock[(sku, warehouse)] = new
         self._move("reversal", day, sku, warehouse, sum((p.qty for p in pieces), ZERO), sum((p.value for p in pieces), ZERO))
+        diff = sum((c.actual - c.provisional for c in corrections), ZERO)
+        if diff:
+            self._move("adjustment", day, sku, warehouse, ZERO, -diff)
+        return diff
 
     def remove(self, sku: str, warehouse: str, qty: Decimal, value: Decimal, origin: str, day: dt.date) -> Decimal:
         try:
@@ -485,7 +491,7 @@ def adjust_invoice(tx: Tx, rec: DocumentRecord, new: Invoice, day: dt.date) -> N
         cogs, issued = old.cogs, old.issued
         if dq < 0:
             share = old.cogs if fig.qty == 0 else tx.settings.round(-dq * old.cogs / old.qty)
-            tx.receive(key[1], old_doc.warehouse, -dq, share, old_doc.number, day, "adjustment")
+            _cost_adjust(tx, key[1], tx.receive(key[1], old_doc.warehouse, -dq, share, old_doc.number, day, "adjustment"), day)
             cogs -= share
             costs.append((key[1], -share))
         elif dq > 0:
@@ -682,7 +688,7 @@ def reverse(tx: Tx, rec: DocumentRecord, day: dt.date) -> None:
             tx.advance_post(doc.customer, s.document, day, s.amount, "reversal")
             tx.item_post(doc.customer, doc.number, day, s.amount, "reversal")
         for line in rec.lines:
-            tx.restore(line.sku, doc.warehouse, line.issued, day)
+            _cost_adjust(tx, line.sku, tx.restore(line.sku, doc.warehouse, line.issued, day), day)
     elif isinstance(doc, Payment):
         for s in rec.settlements:
             if s.advance:
@@ -696,7 +702,7 @@ def reverse(tx: Tx, rec: DocumentRecord, day: dt.date) -> None:
             _cost_adjust(tx, sku, tx.remove(sku, wh, qty, value, doc.number, day) - value, day)
     elif isinstance(doc, WriteOff):
         for line in rec.lines:
-            tx.restore(line.sku, doc.warehouse, line.issued, day)
+            _cost_adjust(tx, line.sku, tx.restore(line.sku, doc.warehouse, line.issued, day), day)
     tx.own.update(posted=False, entries=(), lines=(), settlements=(), restocked=(), return_shares=())
 
 

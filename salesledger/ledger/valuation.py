@@ -102,6 +102,7 @@ def receive(
     assert qty > 0 and value >= 0, (qty, value)
     layers = list(pos.layers)
     corrections: list[CostCorrection] = []
+    unit = (value / qty).quantize(UNIT_COST_PLACES)
     if layers and layers[0].qty < 0:
         neg = layers[0]
         covered = min(qty, -neg.qty)
@@ -113,9 +114,7 @@ def receive(
         else:
             layers[0] = replace(neg, qty=neg.qty + covered, value=neg.value + provisional)
         qty, value = qty - covered, value - actual
-    unit = pos.last_unit_cost
     if qty > 0:
-        unit = (value / qty).quantize(UNIT_COST_PLACES)
         layer = CostLayer(qty=qty, value=value, origin=origin, received=received)
         if settings.valuation == "moving_average" and layers:
             merged = layers[0]
@@ -127,32 +126,34 @@ def receive(
 
 def restore_front(
     pos: StockPosition, pieces: tuple[CostLayer, ...], settings: LedgerSettings
-) -> StockPosition:
+) -> tuple[StockPosition, tuple[CostCorrection, ...]]:
     """Put issued ``pieces`` back (a reversal: the goods never left): each at the front of the
-    FIFO queue as its own layer, in original order, with the exact value it left with; pieces
-    issued on negative stock first reduce a negative layer. Moving average merges them in."""
+    FIFO queue as its own layer, in original order, with the exact value it left with. Moving
+    average merges them in. If the position is negative meanwhile, the pieces first cover it,
+    as a receipt would, and the corrections say what those units really cost."""
     layers = list(pos.layers)
     front: list[CostLayer] = []
+    corrections: list[CostCorrection] = []
     for piece in pieces:
-        if layers and layers[0].qty < 0:
+        if layers and layers[0].qty < 0 and piece.qty > 0:
             neg = layers[0]
-            back = min(piece.qty, -neg.qty)
-            back_value = _share(back, piece.qty, piece.value, settings)
-            if back == -neg.qty and back_value == -neg.value:
+            covered = min(piece.qty, -neg.qty)
+            actual = _share(covered, piece.qty, piece.value, settings)
+            provisional = _share(covered, -neg.qty, -neg.value, settings)
+            corrections.append(CostCorrection(qty=covered, provisional=provisional, actual=actual))
+            if covered == -neg.qty:
                 layers.pop(0)
             else:
-                layers[0] = replace(neg, qty=neg.qty + back, value=neg.value + back_value)
-            piece = replace(piece, qty=piece.qty - back, value=piece.value - back_value)
-        if piece.qty > 0 or piece.value != 0:
+                layers[0] = replace(neg, qty=neg.qty + covered, value=neg.value + provisional)
+            piece = replace(piece, qty=piece.qty - covered, value=piece.value - actual)
+        if piece.qty > 0:
             front.append(replace(piece, origin=f"restored:{piece.origin}"))
-    if settings.valuation == "moving_average":
-        layers = front + layers
-        if layers:
-            layers = [
-                replace(layers[-1], qty=sum((l.qty for l in layers), ZERO), value=sum((l.value for l in layers), ZERO))
-            ]
-        return replace(pos, layers=tuple(l for l in layers if l.qty != 0 or l.value != 0))
-    return replace(pos, layers=tuple(front + layers))
+    if settings.valuation == "moving_average" and (front or layers):
+        merged = front + layers
+        layers = [replace(merged[-1], qty=sum((l.qty for l in merged), ZERO), value=sum((l.value for l in merged), ZERO))]
+        layers = [l for l in layers if l.qty != 0 or l.value != 0]
+        return replace(pos, layers=tuple(layers)), tuple(corrections)
+    return replace(pos, layers=tuple(front + layers)), tuple(corrections)
 
 
 def remove_exact(

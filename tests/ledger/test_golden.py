@@ -43,3 +43,18 @@ def test_cli_json_output_and_exit_code(tmp_path) -> None:
     assert proc.returncode == 1
     doc = json.loads(proc.stdout)
     assert doc["failed"] == 1 and doc["cases"][0]["status"] == "fail" and doc["cases"][0]["diffs"]
+
+
+CASES_DIR = __import__("pathlib").Path(__file__).resolve().parent / "cases"
+
+
+@pytest.mark.parametrize("path", sorted(CASES_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_own_cases_in_the_golden_format(path) -> None:
+    """Cases of this repository (lock steps, release steps, foreign currency, late edits):
+    the runner takes any directory in the golden format."""
+    outcomes = run_case_file(path)
+    assert outcomes and all(o.status == "pass" for o in outcomes), [(o.run, o.diffs) for o in outcomes]
+
+
+def test_own_cases_directory_is_not_empty() -> None:
+    assert len(list(CASES_DIR.glob("*.yaml"))) >= 3

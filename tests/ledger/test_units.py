@@ -107,7 +107,8 @@ def test_fifo_spans_layers_oldest_first() -> None:
 def test_reversal_restores_at_front_in_order_and_return_goes_to_end() -> None:
     pos = _pos(("5", "10.00", "L1"), ("10", "30.00", "L2"))
     new, _, pieces = valuation.issue(pos, D("8"), S)
-    restored = valuation.restore_front(new, pieces, S)
+    restored, corrections = valuation.restore_front(new, pieces, S)
+    assert corrections == ()
     assert [(l.origin, l.qty, l.value) for l in restored.layers] == [
         ("restored:L1", D("5"), D("10.00")), ("restored:L2", D("3"), D("9.00")), ("L2", D("7"), D("21.00"))
     ]
@@ -160,3 +161,15 @@ def test_entry_id_is_rfc4122_uuid5() -> None:
 
     for args in [("invoice", "INV-1", 1, "sale.revenue"), ("payment", "P/7", 12, "reversal:x"), ("return", "ä", 3, "r")]:
         assert entry_id_for(*args) == str(uuid.uuid5(ENTRY_NAMESPACE, f"{args[0]}:{args[1]}:v{args[2]}:{args[3]}"))
+
+
+def test_restore_into_negative_stock_covers_it_and_reports_the_cost_difference() -> None:
+    allow = LedgerSettings(negative_stock="allow")
+    pos = _pos(("1", "2.00", "L1"))
+    pos, _, pieces = valuation.issue(pos, D("1"), allow)  # the real unit, cost 2.00
+    pos, _, _ = valuation.issue(pos, D("1"), allow)  # one more at the last unit cost: -1 / -2.00
+    pos, _ = valuation.receive(pos, D("1"), D("1.00"), "GR", D0, allow)  # covers it; now 0 / 0
+    pos, _, _ = valuation.issue(pos, D("1"), allow)  # negative again at 1.00
+    restored, corrections = valuation.restore_front(pos, pieces, allow)
+    assert corrections[0].actual == D("2.00") and corrections[0].provisional == D("1.00")
+    assert restored.qty == 0 and restored.value == 0 and restored.layers == ()
