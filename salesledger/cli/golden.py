@@ -21,6 +21,8 @@ app = typer.Typer(help="Golden posting cases through the posting engine.", no_ar
 
 
 class Format(str, Enum):
+    """Output format of ``golden run``."""
+
     human = "human"
     json = "json"
 

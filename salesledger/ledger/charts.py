@@ -92,6 +92,7 @@ class Chart:
             ) from None
 
     def has(self, role: str) -> bool:
+        """True when the chart defines ``role``."""
         return role in self.roles
 
     def rule(self, slot: str) -> str:

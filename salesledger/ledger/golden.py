@@ -71,6 +71,7 @@ class CaseOutcome:
     diffs: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """The JSON shape of one outcome."""
         return {"file": self.file, "id": self.id, "run": self.run, "status": self.status, "diffs": self.diffs}
 
 
@@ -133,6 +134,7 @@ class _Builder:
         )
 
     def build(self, kind: str, s: dict) -> Any:
+        """The engine input for one step of kind ``kind`` with body ``s``."""
         if kind in ("invoice", "payment", "return", "goods_receipt", "write_off"):
             doc = getattr(self, f"_{kind}")(s)
             self.last[doc.number] = doc
@@ -328,6 +330,7 @@ def _match_all(expected: list, actual: list[JournalEntry]) -> bool:
     used = [False] * len(actual)
 
     def go(i: int) -> bool:
+        """Match expected[i:] to unused actual entries."""
         if i == len(expected):
             return True
         for j, act in enumerate(actual):
@@ -346,6 +349,7 @@ def _describe(entry: JournalEntry) -> str:
 
 
 def compare_journal(expected: list | None, out: RunOutput, prefix: str = "") -> list[str]:
+    """Differences between the expected ``journal`` list and the run's entries (by (kind, document) as a multiset; ``[]``: no entry at all); also every entry must balance."""
     diffs: list[str] = []
     for e in out.entries:
         if not e.is_balanced():
@@ -368,6 +372,7 @@ def compare_journal(expected: list | None, out: RunOutput, prefix: str = "") -> 
 
 
 def compare_state(then: dict, out: RunOutput, prefix: str = "") -> list[str]:
+    """Differences in receivables (open, due, bucket, days_past_due as of a date), advances, stock and the held queue."""
     diffs: list[str] = []
     state = out.state
     for r in then.get("receivables") or []:

@@ -285,6 +285,7 @@ class Deletion:
 
     @property
     def key(self) -> str:
+        """State key of the deleted document: ``"<type>:<number>"``."""
         return f"{self.doc_type}:{self.number}"
 
 
@@ -485,6 +486,7 @@ class Advance:
         return sum((p.amount for p in self.postings), ZERO)
 
     def open_as_of(self, as_of: dt.date) -> Decimal:
+        """The unused part counting postings dated on or before ``as_of``."""
         return sum((p.amount for p in self.postings if p.accounting_date <= as_of), ZERO)
 
 

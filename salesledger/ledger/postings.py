@@ -84,21 +84,26 @@ class Tx:
 
     # ---- reads and writes
     def record(self, key: str) -> DocumentRecord | None:
+        """The record of document ``key`` as changed so far in this call."""
         return self._docs.get(key) or self.state.documents.get(key)
 
     def put_record(self, rec: DocumentRecord) -> None:
+        """Replace the record of another document (an invoice a return changes)."""
         self._docs[rec.key] = rec
 
     def position(self, sku: str, warehouse: str) -> StockPosition:
+        """Stock of (sku, warehouse) as changed so far (empty if never seen)."""
         key = (sku, warehouse)
         pos = self._stock.get(key) or self.state.stock.get(key)
         return pos if pos is not None else StockPosition(sku=sku, warehouse=warehouse)
 
     def customer(self, customer: str) -> CustomerAccount:
+        """A customer's account as changed so far (empty if never seen)."""
         acc = self._customers.get(customer) or self.state.customers.get(customer)
         return acc if acc is not None else CustomerAccount(customer=customer)
 
     def put_customer(self, acc: CustomerAccount) -> None:
+        """Store a customer's changed account."""
         self._customers[acc.customer] = acc
 
     # ---- dates and rates
@@ -125,6 +130,7 @@ class Tx:
         raise Hold("no_exchange_rate", f"no {doc.currency} rate for {doc.date}")
 
     def fx(self, amount: Decimal, rate: Decimal | None) -> Decimal:
+        """``amount`` in the functional currency at ``rate`` (rounded); unchanged when ``rate`` is None."""
         return amount if rate is None else self.settings.round(amount * rate)
 
     # ---- entries
@@ -142,6 +148,7 @@ class Tx:
         return self.raw_entry(rule, kind, day, lines)
 
     def raw_entry(self, rule: str, kind: str, day: dt.date, lines: tuple[JournalLine, ...], reverses: str | None = None) -> JournalEntry | None:
+        """Append an entry of ready journal lines (None when there are none); raises UnbalancedEntry naming the document and the rule."""
         if not lines:
             return None
         rule = self._rule_name(rule)
@@ -163,6 +170,7 @@ class Tx:
 
     # ---- stock
     def issue(self, sku: str, warehouse: str, qty: Decimal, day: dt.date, kind: str) -> tuple[Decimal, tuple]:
+        """Take stock out at cost by the valuation method: (cost, pieces); Hold ``insufficient_stock`` if not allowed."""
         pos = self.position(sku, warehouse)
         try:
             new, cost, pieces = valuation.issue(pos, qty, self.settings)
@@ -193,6 +201,7 @@ class Tx:
         return diff
 
     def remove(self, sku: str, warehouse: str, qty: Decimal, value: Decimal, origin: str, day: dt.date) -> Decimal:
+        """Take back stock that came in as ``origin``: the value actually removed."""
         try:
             new, removed = valuation.remove_exact(self.position(sku, warehouse), qty, value, origin, self.settings)
         except valuation.InsufficientStock as exc:
@@ -213,12 +222,14 @@ class Tx:
 
     # ---- receivables and advances
     def open_item(self, customer: str, number: str, doc_date: dt.date, due: dt.date) -> None:
+        """Create the open item of invoice ``number`` or refresh its dates, keeping its postings."""
         acc = self.customer(customer)
         item = acc.open_items.get(number)
         item = OpenItem(customer=customer, document=number, document_date=doc_date, due_date=due, currency=self.currency, postings=item.postings if item else ())
         self.put_customer(replace(acc, open_items=_with(acc.open_items, number, item)))
 
     def item_post(self, customer: str, number: str, day: dt.date, amount: Decimal, kind: str) -> None:
+        """Change open item ``number`` by ``amount`` (signed) on ``day`` and report the update."""
         if amount == 0:
             return
         acc = self.customer(customer)
@@ -229,6 +240,7 @@ class Tx:
         self.updates.append(ReceivableUpdate(customer=customer, document=number, accounting_date=day, amount=amount, currency=self.currency, by=self.ref, kind=kind, due_date=item.due_date))
 
     def advance_post(self, customer: str, source: str, day: dt.date, amount: Decimal, kind: str) -> None:
+        """Change the advance ``source`` (payment or return number) by ``amount`` (signed); created on first use."""
         if amount == 0:
             return
         acc = self.customer(customer)
@@ -245,6 +257,7 @@ class Tx:
 
     # ---- result
     def finish(self, status: str) -> tuple[LedgerState, PostingResult]:
+        """The new state (overlays merged, the document's record with this result, held entry cleared) and the result."""
         doc = self.doc
         touched = [f"document:{k}" for k in self._docs] + [f"document:{doc.key}"]
         touched += [f"stock:{s}@{w}" for s, w in self._stock] + [f"customer:{c}" for c in self._customers]

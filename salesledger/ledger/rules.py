@@ -53,6 +53,7 @@ class LineFigures:
 
     @property
     def gross(self) -> Decimal:
+        """net + vat."""
         return self.net + self.vat
 
 

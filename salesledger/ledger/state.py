@@ -56,10 +56,12 @@ class StockPosition:
 
     @property
     def qty(self) -> Decimal:
+        """Units on hand (negative when issued beyond stock)."""
         return sum((layer.qty for layer in self.layers), ZERO)
 
     @property
     def value(self) -> Decimal:
+        """Value on hand, functional currency."""
         return sum((layer.value for layer in self.layers), ZERO)
 
 
@@ -88,6 +90,7 @@ class LineRecord:
 
     @property
     def gross(self) -> Decimal:
+        """net + vat of the line as posted."""
         return self.net + self.vat
 
 
@@ -137,6 +140,7 @@ class CustomerAccount:
 
     @property
     def advance_open(self) -> Decimal:
+        """Σ unused advances of the customer."""
         return sum((a.open for a in self.advances), ZERO)
 
 
