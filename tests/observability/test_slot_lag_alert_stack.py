@@ -4,7 +4,8 @@ A scratch logical slot on ``sales_test`` stands for a connector's slot: while it
 caught up (fresh slot) the alert is inactive; once nobody confirms it ("the connector stopped")
 and more than 1 GiB of WAL is written, it fires. WAL is made cheaply by :func:`write_wal` (1 MiB
 rows in another database, truncated as it goes). The slot exporter runs as a real process; a
-private Prometheus loads the production rule files with only the alert's ``for:`` shortened (10m -> 10s). The slot is dropped afterwards (the WAL is then recycled).
+private Prometheus loads the production rule files with only the alert's ``for:`` shortened
+(10m -> 10s). The slot is dropped afterwards (the WAL is then recycled).
 """
 
 from __future__ import annotations
