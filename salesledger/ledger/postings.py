@@ -412,9 +412,12 @@ def post_invoice(tx: Tx, inv: Invoice, day: dt.date, rate: Decimal | None) -> No
     revenue = tx.entry("sale.revenue", "revenue", day, money_legs(figs, gross, ZERO, inv.number, tx.chart, tx.settings))
     tx.item_post(inv.customer, inv.number, day, gross, "revenue")
     records, costs = [], []
+    previous = tx.state.documents.get(inv.key)
+    returned = {(l.line_no, l.sku): l for l in (previous.lines if previous is not None else ())}
     for line, fig in zip(inv.lines, figs):
         cost, pieces = tx.issue(line.sku, inv.warehouse, line.qty, day, "issue")
-        records.append(LineRecord(line_no=line.line_no, sku=line.sku, qty=line.qty, net=fig.net, vat=fig.vat, discount=fig.discount, cogs=cost, issued=pieces))
+        record = LineRecord(line_no=line.line_no, sku=line.sku, qty=line.qty, net=fig.net, vat=fig.vat, discount=fig.discount, cogs=cost, issued=pieces)
+        records.append(_keep_returns(record, returned.get((line.line_no, line.sku)), inv))
         costs.append((line.sku, cost))
     cogs = tx.entry("sale.cogs", "cogs", day, cogs_legs(costs))
     offset, settlements = settle_item(tx, inv.customer, inv.number, day)
@@ -422,6 +425,20 @@ def post_invoice(tx: Tx, inv: Invoice, day: dt.date, rate: Decimal | None) -> No
         posted=True, accounting_date=day, lines=tuple(records), settlements=settlements, rate=rate,
         entries=tuple(e for e in (revenue, cogs, offset) if e is not None),
     )
+
+
+def _keep_returns(record: LineRecord, old: LineRecord | None, inv: Invoice) -> LineRecord:
+    """A new version of an invoice line keeps what returns already took back of it; a new
+    quantity below the quantity returned is refused."""
+    if old is None or old.returned_qty == 0:
+        return record
+    if record.qty < old.returned_qty:
+        raise InvalidDocument(
+            f"line {record.line_no}: new quantity {record.qty} is below the {old.returned_qty} already returned",
+            document=inv.key, rule="sale.returned",
+        )
+    return replace(record, returned_qty=old.returned_qty, returned_net=old.returned_net, returned_vat=old.returned_vat,
+                   returned_discount=old.returned_discount, returned_cogs=old.returned_cogs)
 
 
 def settle_item(tx: Tx, customer: str, number: str, day: dt.date) -> tuple[JournalEntry | None, tuple[Settlement, ...]]:
@@ -514,6 +531,8 @@ def adjust_invoice(tx: Tx, rec: DocumentRecord, new: Invoice, day: dt.date) -> N
         delta = LineFigures(key[0], key[1], dq, fig.net - old.net, fig.vat - old.vat, fig.discount - old.discount)
         if delta.net or delta.vat or delta.discount:
             deltas.append(delta)
+        if fig.qty < old.returned_qty:
+            raise InvalidDocument(f"line {key[0]}: new quantity {fig.qty} is below the {old.returned_qty} already returned", document=new.key, rule="sale.returned")
         if fig.qty:
             records.append(replace(old, qty=fig.qty, net=fig.net, vat=fig.vat, discount=fig.discount, cogs=cogs, issued=issued))
     change = sum((d.gross for d in deltas), ZERO)

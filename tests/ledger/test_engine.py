@@ -294,3 +294,17 @@ def test_new_version_without_substantive_change_posts_nothing() -> None:
     assert state.documents["invoice:INV-1"].document.version == 2
     state, res = run(invoice(version=3, lines=(("A", "4", "5.00", "18"),)), state=state)
     assert sorted(e.kind for e in res[-1].entries) == ["cogs", "revenue", "reversal", "reversal"]
+
+
+def test_edit_keeps_what_returns_took_and_refuses_going_below_it() -> None:
+    state, _ = run(OPEN, invoice(), sales_return(lines=(("A", "2"),)))
+    state, res = run(invoice(version=2, lines=(("A", "8", "5.00", "18"),)), state=state)
+    line = state.documents["invoice:INV-1"].lines[0]
+    assert line.qty == D("8") and line.returned_qty == D("2")
+    with pytest.raises(InvalidDocument) as err:
+        run(invoice(version=3, lines=(("A", "1", "5.00", "18"),)), state=state)
+    assert err.value.rule == "sale.returned"
+    with pytest.raises(InvalidDocument):
+        run(sales_return("RET-2", lines=(("A", "7"),)), state=state)
+    state, res = run(sales_return("RET-2", lines=(("A", "6"),)), state=state)
+    assert state.documents["invoice:INV-1"].lines[0].returned_qty == D("8")
