@@ -17,7 +17,7 @@ from immutables import Map
 
 from salesledger.ledger import valuation
 from salesledger.ledger.charts import Chart
-from salesledger.ledger.errors import InvalidDocument, UnbalancedEntry
+from salesledger.ledger.errors import InvalidDocument, InvariantViolation, UnbalancedEntry
 from salesledger.ledger.model import (
     ZERO,
     Advance,
@@ -256,8 +256,21 @@ class Tx:
         self.updates.append(ReceivableUpdate(customer=customer, document=source, accounting_date=day, amount=amount, currency=self.currency, by=self.ref, kind=kind, is_advance=True))
 
     # ---- result
+    def _check_invariants(self) -> None:
+        """Bugs, not operating errors: amounts are Decimal in the functional currency, a
+        negative layer is the only layer of its position."""
+        for entry in self.entries:
+            for line in entry.lines:
+                if not (isinstance(line.debit, Decimal) and isinstance(line.credit, Decimal) and line.currency == self.currency):
+                    raise InvariantViolation(f"{entry.rule}: line {line} is not a Decimal amount in {self.currency}")
+        for pos in self._stock.values():
+            if any(layer.qty < 0 for layer in pos.layers) and len(pos.layers) != 1:
+                raise InvariantViolation(f"{pos.sku}@{pos.warehouse}: a negative layer beside others {pos.layers}")
+
     def finish(self, status: str) -> tuple[LedgerState, PostingResult]:
-        """The new state (overlays merged, the document's record with this result, held entry cleared) and the result."""
+        """Check the invariants, then return the new state (overlays merged, the document's
+        record with this result, its held entry cleared) and the result."""
+        self._check_invariants()
         doc = self.doc
         touched = [f"document:{k}" for k in self._docs] + [f"document:{doc.key}"]
         touched += [f"stock:{s}@{w}" for s, w in self._stock] + [f"customer:{c}" for c in self._customers]
