@@ -20,15 +20,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from salesledger.ledger.charts import Chart
 from salesledger.ledger.model import ZERO, InvoiceLine, JournalLine
 from salesledger.ledger.settings import LedgerSettings
 
 
-@dataclass(frozen=True, slots=True)
-class Leg:
-    """One line a rule wants: ``amount`` (signed) on ``side`` of the ``role``'s account."""
+class Leg(NamedTuple):
+    """One line a rule wants: ``amount`` (signed) on ``side`` of the ``role``'s account
+    (a named tuple: immutable and cheap, rules build many)."""
 
     role: str
     side: str  # "D" | "C"
