@@ -14,9 +14,7 @@ rows (the sink's authoritative commit, CDC-15).
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import sys
 import threading
 import time
 import uuid
