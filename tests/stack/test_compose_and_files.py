@@ -37,7 +37,8 @@ def test_compose_and_local_prometheus_scrape_the_same_jobs():
                            .replace("{{", "").replace("}}", ""))
     compose = yaml.safe_load((DEPLOY / "local/compose/prometheus.yml").read_text())
     jobs = lambda doc: [job["job_name"] for job in doc["scrape_configs"]]  # noqa: E731
-    assert jobs(local) == jobs(compose) == ["kafka-broker", "kafka-connect", "salesledger-workers"]
+    assert jobs(local) == jobs(compose) == ["kafka-broker", "kafka-connect", "salesledger-workers",
+                                          "salesledger-exporter"]
 
 
 @pytest.mark.parametrize("relative", ["kafka/server.properties",
