@@ -57,6 +57,8 @@ def check_settings(settings: LedgerSettings, chart: Chart) -> None:
     for role in ("inventory", "receivable", "revenue", "vat_payable", "cost_of_sales", "customer_advances"):
         if not chart.has(role):
             raise SettingsError(f"chart {chart.name!r} lacks the {role!r} account", rule="settings")
+    if not chart.has(settings.card_role):
+        raise SettingsError(f"card_role {settings.card_role!r} is not a role of chart {chart.name!r}", rule="settings")
 
 
 def post(

@@ -35,7 +35,9 @@ DocumentType = Literal[
     "invoice", "payment", "return", "goods_receipt", "write_off", "opening_balance"
 ]
 DocumentStatus = Literal["active", "cancelled", "deleted"]
-PaymentMethod = Literal["bank", "cash", "vat_deposit"]
+PaymentMethod = Literal["bank", "cash", "card", "vat_deposit"]
+#: What an invoice line sells (``products.kind``): goods leave stock, services do not.
+LineKind = Literal["goods", "service"]
 
 # Entry kinds (journal entry ``kind``), the words of the golden cases.
 EntryKind = Literal[
@@ -90,7 +92,9 @@ class InvoiceLine:
     ``qty`` (units, > 0) × ``unit_price`` (document currency, net of VAT unless the invoice's
     ``prices_include_vat``) gives the line's gross-before-discount, rounded per line;
     ``discount_percent`` (0-100) applies to it; ``vat_rate`` is a percentage. ``line_no`` is the
-    1-based position a return may name.
+    1-based position a return may name. ``kind`` is the product's (``products.kind``, filled by
+    assembly from the product master data): a ``service`` line is sold but never issued from
+    stock (no stock movement, no cost of sales; a return of it restocks nothing).
     """
 
     line_no: int
@@ -99,6 +103,7 @@ class InvoiceLine:
     unit_price: Decimal
     vat_rate: Decimal
     discount_percent: Decimal = ZERO
+    kind: LineKind = "goods"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

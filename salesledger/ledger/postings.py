@@ -48,7 +48,8 @@ from salesledger.ledger.state import (
     StockPosition,
 )
 
-METHOD_ROLES = {"bank": "bank", "cash": "cash", "vat_deposit": "vat_deposit"}
+#: Account role a payment method debits; ``card`` follows ``LedgerSettings.card_role`` (bank).
+METHOD_ROLES = {"bank": "bank", "cash": "cash", "vat_deposit": "vat_deposit", "card": "bank"}
 LINES_MAX = 10_000  # lines per document, at most
 
 
@@ -428,7 +429,10 @@ def post_invoice(tx: Tx, inv: Invoice, day: dt.date, rate: Decimal | None) -> No
     previous = tx.state.documents.get(inv.key)
     returned = {(l.line_no, l.sku): l for l in (previous.lines if previous is not None else ())}
     for line, fig in zip(inv.lines, figs):
-        cost, pieces = tx.issue(line.sku, inv.warehouse, line.qty, day, "issue")
+        if line.kind == "service":  # a service is sold, never issued from stock
+            cost, pieces = ZERO, ()
+        else:
+            cost, pieces = tx.issue(line.sku, inv.warehouse, line.qty, day, "issue")
         record = LineRecord(line_no=line.line_no, sku=line.sku, qty=line.qty, net=fig.net, vat=fig.vat, discount=fig.discount, cogs=cost, issued=pieces)
         records.append(_keep_returns(record, returned.get((line.line_no, line.sku)), inv))
         costs.append((line.sku, cost))
@@ -438,6 +442,11 @@ def post_invoice(tx: Tx, inv: Invoice, day: dt.date, rate: Decimal | None) -> No
         posted=True, accounting_date=day, lines=tuple(records), settlements=settlements, rate=rate,
         entries=tuple(e for e in (revenue, cogs, offset) if e is not None),
     )
+
+
+def _service_lines(inv: Invoice) -> set[tuple[int, str]]:
+    """(line_no, sku) of the invoice's service lines (``InvoiceLine.kind``)."""
+    return {(l.line_no, l.sku) for l in inv.lines if l.kind == "service"}
 
 
 def _keep_returns(record: LineRecord, old: LineRecord | None, inv: Invoice) -> LineRecord:
@@ -525,6 +534,7 @@ def adjust_invoice(tx: Tx, rec: DocumentRecord, new: Invoice, day: dt.date) -> N
     rate = tx.rate_for(new) if new.status == "active" else rec.rate
     new_lines = {(l.line_no, l.sku): l for l in new.lines} if new.status == "active" else {}
     old_lines = {(l.line_no, l.sku): l for l in rec.lines}
+    services = _service_lines(old_doc) | (_service_lines(new) if new.status == "active" else set())
     deltas, costs, records = [], [], []
     for key in sorted(set(old_lines) | set(new_lines)):
         old, line = old_lines.get(key), new_lines.get(key)
@@ -532,7 +542,9 @@ def adjust_invoice(tx: Tx, rec: DocumentRecord, new: Invoice, day: dt.date) -> N
         old = old or LineRecord(line_no=key[0], sku=key[1], qty=ZERO, net=ZERO, vat=ZERO, discount=ZERO, cogs=ZERO)
         dq = fig.qty - old.qty
         cogs, issued = old.cogs, old.issued
-        if dq < 0:
+        if key in services:
+            pass  # a service line moves no stock and has no cost
+        elif dq < 0:
             share = old.cogs if fig.qty == 0 else tx.settings.round(-dq * old.cogs / old.qty)
             _cost_adjust(tx, key[1], tx.receive(key[1], old_doc.warehouse, -dq, share, old_doc.number, day, "adjustment"), day)
             cogs -= share
@@ -584,7 +596,8 @@ def post_payment(tx: Tx, pay: Payment, day: dt.date, rate: Decimal | None) -> No
             planned[alloc.document] = planned.get(alloc.document, ZERO) + take
             left -= take
     left = oldest_first_plan(acc, left, planned)
-    legs = [Leg(METHOD_ROLES[pay.method], "D", amount)]
+    role = tx.settings.card_role if pay.method == "card" else METHOD_ROLES[pay.method]
+    legs = [Leg(role, "D", amount)]
     settlements = []
     for doc, take in planned.items():
         legs.append(Leg("receivable", "C", take, open_item=doc))
@@ -625,6 +638,7 @@ def post_return(tx: Tx, ret: SalesReturn, day: dt.date, rate: Decimal | None) ->
         raise InvalidDocument(f"{ret.against} belongs to another customer", document=ret.key, rule="return.customer")
     r = tx.settings.round
     lines = list(inv_rec.lines)
+    services = _service_lines(inv_rec.document)
     figs, costs, shares, restocked = [], [], [], []
     for rl in ret.lines:
         i = _return_line(lines, rl, ret)
@@ -640,7 +654,8 @@ def post_return(tx: Tx, ret: SalesReturn, day: dt.date, rate: Decimal | None) ->
         figs.append(LineFigures(lr.line_no, lr.sku, -rl.qty, -net, -vat, -disc))
         costs.append((lr.sku, -cost))
         shares.append((lr.line_no, rl.qty, net, vat, disc, cost))
-        restocked.append((lr.sku, ret.warehouse, rl.qty, cost))
+        if (lr.line_no, lr.sku) not in services:  # a returned service restocks nothing
+            restocked.append((lr.sku, ret.warehouse, rl.qty, cost))
     credit = -sum((f.gross for f in figs), ZERO)
     item = tx.customer(ret.customer).open_items[ret.against]
     to_item = min(credit, max(item.open, ZERO))
@@ -733,7 +748,8 @@ def reverse(tx: Tx, rec: DocumentRecord, day: dt.date) -> None:
             tx.advance_post(doc.customer, s.document, day, s.amount, "reversal")
             tx.item_post(doc.customer, doc.number, day, s.amount, "reversal")
         for line in rec.lines:
-            _cost_adjust(tx, line.sku, tx.restore(line.sku, doc.warehouse, line.issued, day), day)
+            if line.issued:  # service lines issued nothing
+                _cost_adjust(tx, line.sku, tx.restore(line.sku, doc.warehouse, line.issued, day), day)
     elif isinstance(doc, Payment):
         for s in rec.settlements:
             if s.advance:

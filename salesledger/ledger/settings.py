@@ -46,6 +46,9 @@ class LedgerSettings(BaseModel):
       known unit cost; the next receipt posts the difference as ``cost_adjustment``).
     - ``document_kinds``: document types the engine posts; others are refused.
     - ``rate_max_age_days``: how old the latest exchange rate may be (days) for a document date.
+    - ``card_role``: the account role a ``card`` payment debits: ``bank`` (default: card acquiring
+      settles to the bank account, net of fees booked by the bank statement) | ``cash`` |
+      ``vat_deposit``; a chart may name any of its roles (e.g. a card-settlements account).
 
     Raises ``pydantic.ValidationError`` on a bad or contradictory option.
     """
@@ -63,6 +66,7 @@ class LedgerSettings(BaseModel):
     negative_stock: Literal["allow", "hold"] = "hold"
     document_kinds: frozenset[str] = frozenset(ALL_DOCUMENT_KINDS)
     rate_max_age_days: int = Field(default=7, ge=0, le=366)
+    card_role: str = Field(default="bank", pattern=r"^[a-z][a-z0-9_]*$")
 
     @field_validator("functional_currency")
     @classmethod

@@ -3,7 +3,7 @@
 ``{prefix}.documents`` carries, in source commit order, two kinds of record (single-object
 Avro, :mod:`salesledger.streams.serde`):
 
-- ``salesledger.SalesDocumentEvent`` (``schemas/sales_document.v1.avsc``): one whole document
+- ``salesledger.SalesDocumentEvent`` (``schemas/sales_document.v2.avsc``; v2 adds the invoice line ``kind``): one whole document
   as of one source transaction, from :class:`~salesledger.streams.assembly.DocumentEvent`;
 - ``salesledger.PeriodAction`` (``schemas/period_action.v1.avsc``): ``period lock`` / ``period
   unlock`` / ``held release`` from the CLI. They travel on the same one-partition topic so the

@@ -168,7 +168,7 @@ class PostingProcessor:
             new, result = engine.try_post(state, event.document, self.ledger, self.chart)
         except Exception as error:  # a bug in a rule must not stop the ledger: dead-letter it
             log.exception("engine failed on %s", event.key)
-            letter = build_dead_letter("internal_error", message=f"{type(error).__name__}: {error}",
+            letter = build_dead_letter("engine_bug", message=f"{type(error).__name__}: {error}",
                                        topic=self.source_topic, partition=0, offset=seq,
                                        key=key, value=value, document_id=event.key)
             return state, PostingResult(status="error"), [self._dead(letter)]

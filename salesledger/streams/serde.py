@@ -591,9 +591,19 @@ def compatibility_problems(old: SchemaVersion, new: SchemaVersion, *, samples: i
         except Exception as exc:  # fastavro's resolution errors
             return [f"sample {i} written with v{old.version} unreadable with v{new.version}: {exc}"]
         for name, value in as_old.items():
-            if name in as_new and as_new[name] != value:
+            if name in as_new and not _shared_values_equal(value, as_new[name]):
                 problems.append(f"sample {i}: field {name!r} changed value on reading")
     return problems
+
+
+def _shared_values_equal(old: Any, new: Any) -> bool:
+    """``old`` read as ``new`` kept every value both versions share, at any depth (a nested
+    record field only ``new`` has — added with its default — or only ``old`` has is skipped)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return all(k not in new or _shared_values_equal(v, new[k]) for k, v in old.items())
+    if isinstance(old, list) and isinstance(new, list):
+        return len(old) == len(new) and all(map(_shared_values_equal, old, new))
+    return old == new
 
 
 def _record_fields(schema: Any) -> dict[str, Any]:
