@@ -13,7 +13,7 @@ from setuptools.command.build_py import build_py
 
 _TOP = Path(__file__).parent
 _SHIPPED = ["schemas", "connect-configs", "deploy/topics.yaml", "deploy/local", "deploy/sql",
-            "deploy/prometheus"]
+            "deploy/prometheus", "deploy/demo.yaml"]
 
 
 class BuildWithData(build_py):

@@ -246,7 +246,9 @@ def rebuild(settings: Settings, group: str, processor: AssemblyProcessor) -> lis
 
 def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> AssemblyProcessor:
     """Rebuild the assembler, then add the assembly agent to ``app``."""
-    processor = AssemblyProcessor()
+    # Documents without a currency column (write-offs) are in the ledger's functional currency.
+    processor = AssemblyProcessor(DocumentAssembler(
+        functional_currency=pipeline.ledger_settings().functional_currency))
     pending = rebuild(settings, app.conf.id, processor)
     outputs = {DOCUMENTS_TOPIC: raw_topic(app, declared(settings, DOCUMENTS_TOPIC)),
                DLQ_TOPIC: raw_topic(app, declared(settings, DLQ_TOPIC))}
