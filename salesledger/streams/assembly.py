@@ -68,6 +68,7 @@ from salesledger.ledger.model import (
 )
 from salesledger.streams.cdc import UNAVAILABLE, ChangeEvent, Op, Row, TransactionEvent
 from salesledger.streams.deadletter import RejectedRecord
+from salesledger.streams.validation import DocumentValidator
 
 DocumentOperation = Literal["created", "changed", "cancelled", "deleted"]
 
@@ -116,7 +117,9 @@ class DocumentRejected:
     """A document whose rows could not be built into a document (dead-letter it).
 
     ``key`` is ``"<type>:<number>"`` when the number is known, else ``"<type>#<id>"``;
-    ``error`` carries the reason code and message.
+    ``error`` carries the reason code and message. ``document``: the version that failed
+    validation (:mod:`salesledger.streams.validation`), kept so that ``dlq retry`` can publish
+    it; None for a document that could not be built.
     """
 
     key: str
@@ -124,6 +127,7 @@ class DocumentRejected:
     version: tuple[int, int]
     source: SourcePosition
     transaction_id: str | None = None
+    document: DocumentEvent | None = None
 
 
 Emitted = DocumentEvent | DocumentRejected
@@ -223,13 +227,18 @@ class DocumentAssembler:
     documents (and rejections) that became complete, in source commit order. Not thread-safe.
 
     ``functional_currency`` is given to documents without a currency column (write-offs).
+    ``validator`` (optional): every version about to be emitted is checked first and becomes a
+    :class:`DocumentRejected` (with the version) when invalid; the validator's master data is
+    kept by the rows of the master-data tables (applied as they arrive, not waited for) and
+    gives invoice lines their ``kind``.
     """
 
     def __init__(self, *, functional_currency: str = "AZN",
                  tables: frozenset[str] | None = None,
                  pending_transactions_max: int = PENDING_TRANSACTIONS_MAX,
                  pending_events_max: int = PENDING_EVENTS_MAX,
-                 applied_xids_max: int = APPLIED_XIDS_MAX) -> None:
+                 applied_xids_max: int = APPLIED_XIDS_MAX,
+                 validator: DocumentValidator | None = None) -> None:
         assert pending_transactions_max > 0 and pending_events_max > 0 and applied_xids_max > 0
         self.functional_currency = functional_currency
         self.tables = frozenset(tables if tables is not None else DOCUMENT_TABLES)
@@ -247,6 +256,7 @@ class DocumentAssembler:
         self._snapshot_dirty: dict[tuple[str, Any], int] = {}
         self._snapshot_index = 0
         self._snapshot_source: SourcePosition | None = None
+        self.validator = validator
 
     # ---- input -----------------------------------------------------------------------------
 
@@ -257,6 +267,8 @@ class DocumentAssembler:
         tells how many rows of each table to expect, so they need not be consumed at all.
         """
         if event.op in (Op.TRUNCATE, Op.MESSAGE) or event.source.qualified_table not in self.tables:
+            if self.validator is not None:
+                self.validator.master.apply(event)  # master data: current as it arrives
             return []
         if event.transaction is None:
             return self._on_snapshot_row(event)
@@ -462,6 +474,8 @@ class DocumentAssembler:
         except RejectedRecord as error:
             return [DocumentRejected(key=_key_of(state), error=error, version=version,
                                      source=source, transaction_id=tx_id)]
+        if self.validator is not None:
+            document = self.validator.enrich(document)  # invoice lines' goods | service
         renumbered: list[Emitted] = []
         if prev is not None and prev.number != document.number:
             # The key is the number: the old key's document ends here, the new one starts.
@@ -491,14 +505,18 @@ class DocumentAssembler:
             return self._emit(state, "cancelled", document, version, source, tx_id, snapshot)
         return []
 
-    @staticmethod
-    def _emit(state: _DocState, operation: DocumentOperation, document: AnyDocument,
+    def _emit(self, state: _DocState, operation: DocumentOperation, document: AnyDocument,
               version: tuple[int, int], source: SourcePosition, tx_id: str | None,
               snapshot: bool) -> list[Emitted]:
-        state.emitted = document
-        return [DocumentEvent(key=document.key, operation=operation, version=version,
+        state.emitted = document  # also when rejected: the next version is a change of it
+        event = DocumentEvent(key=document.key, operation=operation, version=version,
                               document=document, source=source, transaction_id=tx_id,
-                              snapshot=snapshot)]
+                              snapshot=snapshot)
+        error = self.validator.validate(document) if self.validator is not None else None
+        if error is not None:
+            return [DocumentRejected(key=event.key, error=error, version=version, source=source,
+                                     transaction_id=tx_id, document=event)]
+        return [event]
 
 
 # --------------------------------------------------------------------------- rows -> documents
