@@ -1,8 +1,15 @@
 """The assembly agent: Debezium topics -> whole document versions on ``{prefix}.documents``.
 
 Input: the CDC topics of the document tables (``{prefix}.cdc.sales.<table>``, one partition
-each) and the transaction topic; master-data and heartbeat topics are not needed (an END marker
-counts rows per table, and the assembler only waits for document tables). Per record (thin):
+each), the transaction topic, and the master-data topics validation reads
+(:data:`~salesledger.streams.validation.MASTER_TABLES`; an END marker counts rows per table, and
+the assembler only waits for document tables; master rows are applied as they arrive).
+Validation before emission: the assembler's validator is seeded from the sales database's
+master data at start (:func:`salesledger.salesdb.master_data.validator_from_database`); an
+invalid version becomes a dead letter whose key and value are the document record as it would
+have gone to the documents topic (``dlq retry`` publishes exactly those bytes), with source
+topic ``<CDC topic>#<document key>`` (one record may complete several documents; the store
+keys dead letters by source position). Per record (thin):
 decode (:func:`salesledger.streams.cdc.decode_record`) -> :class:`DocumentAssembler` -> produce
 each completed :class:`DocumentEvent` (Avro ``SalesDocumentEvent``, key ``<type>:<number>``);
 a record that cannot be decoded, and a document that cannot be built, become dead letters with
@@ -40,6 +47,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from salesledger.config import Settings
 from salesledger.connect import cdc_topic_prefix
+from salesledger.salesdb.master_data import validator_from_database
 from salesledger.streams import telemetry
 from salesledger.streams.app import PipelineSettings, declared, raw_topic
 from salesledger.streams.assembly import (
@@ -58,6 +66,7 @@ from salesledger.streams.deadletter import DeadLetter, RejectedRecord, build_dea
 from salesledger.streams.documents import DOCUMENT_SUBJECT, document_datum
 from salesledger.streams.posting import DLQ_TOPIC, Output
 from salesledger.streams.serde import AvroSerde
+from salesledger.streams.validation import MASTER_TABLES
 
 log = logging.getLogger(__name__)
 DOCUMENTS_TOPIC = "documents"
@@ -68,9 +77,11 @@ _KAFKA_TIMEOUT_S = 30.0
 
 
 def cdc_topics(settings: Settings) -> list[str]:
-    """The topics assembly reads: document tables' CDC topics, then the transaction topic."""
+    """The topics assembly reads: document and master-data tables' CDC topics, then the
+    transaction topic."""
     prefix = cdc_topic_prefix(settings.topic_prefix)
-    return [f"{prefix}.{table}" for table in sorted(DOCUMENT_TABLES)] + [f"{prefix}.transaction"]
+    return ([f"{prefix}.{table}" for table in sorted(DOCUMENT_TABLES | MASTER_TABLES)]
+            + [f"{prefix}.transaction"])
 
 
 class AssemblyProcessor:
@@ -113,6 +124,10 @@ class AssemblyProcessor:
                 outputs.append(self._document(item))
             else:
                 assert isinstance(item, DocumentRejected)
+                if item.document is not None:  # a version that failed validation
+                    outputs.append(self._dead(self._invalid_version(item, topic, partition,
+                                                                    offset)))
+                    continue
                 outputs.append(self._dead(build_dead_letter(
                     item.error, topic=topic, partition=partition, offset=offset, key=key,
                     value=value, document_id=item.key)))
@@ -123,6 +138,15 @@ class AssemblyProcessor:
         value = self.serde.encode(DOCUMENT_SUBJECT, document_datum(event))
         return Output(DOCUMENTS_TOPIC, event.key.encode(), value,
                       (("sl.version", f"{event.version[0]}.{event.version[1]}".encode()),))
+
+    def _invalid_version(self, item: DocumentRejected, topic: str, partition: int,
+                         offset: int) -> DeadLetter:
+        """The dead letter of a version that failed validation: key and value are its document
+        record (see the module docstring), the source the record that completed it."""
+        value = self.serde.encode(DOCUMENT_SUBJECT, document_datum(item.document))
+        return build_dead_letter(item.error, topic=f"{topic}#{item.key}", partition=partition,
+                                 offset=offset, key=item.key.encode(), value=value,
+                                 document_id=item.key)
 
     def _dead(self, letter: DeadLetter) -> Output:
         self.dead_letters += 1
@@ -249,6 +273,7 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Ass
     # Documents without a currency column (write-offs) are in the ledger's functional currency.
     processor = AssemblyProcessor(DocumentAssembler(
         functional_currency=pipeline.ledger_settings().functional_currency))
+    processor.assembler.validator = validator_from_database(settings, pipeline.ledger_settings())
     pending = rebuild(settings, app.conf.id, processor)
     outputs = {DOCUMENTS_TOPIC: raw_topic(app, declared(settings, DOCUMENTS_TOPIC)),
                DLQ_TOPIC: raw_topic(app, declared(settings, DLQ_TOPIC))}
