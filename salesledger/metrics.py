@@ -1,15 +1,20 @@
-"""Every Prometheus metric of salesledger, built here, in prometheus_client's default registry.
+"""Every Prometheus metric of salesledger, built here; one registry per process (the default).
 
-Workers import the objects from this module (``salesledger.sinks.metrics`` and
-``salesledger.streams.telemetry`` re-export their part under their old names), so one process
-exposes one registry and a rule can only use a name defined below. Labels are few and bounded:
+Metrics are built unregistered in groups (``stream``, ``sink``, ``exporter``: :data:`GROUPS`);
+the process that updates a group registers it (:func:`register`), so each /metrics shows what
+that process emits. ``salesledger.sinks.metrics`` and ``salesledger.streams.telemetry``
+re-export their group under the names their code uses; ``salesledger exporter slots`` registers
+the exporter group (slot lag, held queue, overdue receivables, business sums of the metrics
+topic). deploy/prometheus/*.yml may only use names defined here (tested). Labels are few and
+bounded:
 ``stage`` (assembly | posting | sink), ``table`` (store tables), ``reason`` (dead-letter reason
-codes), ``outcome``, ``topic``/``partition`` (consumer position) and ``slot``.
+codes), ``outcome``, ``topic``/``partition`` (consumer position), ``slot``/``database``,
+``metric``/``currency`` (business sums).
 
 Process memory is prometheus_client's process collector (``process_resident_memory_bytes``,
 registered by default on Linux); alerting on it uses the RSS slope (CDC-20).
 
-Bucket choices (each histogram says why next to it):
+Bucket choices:
 
 - per-record step time: 0.1 ms (a small document) .. 1 s (a document releasing a long held queue);
 - rows per store transaction: follow ``batch_rows_max`` (2,000 by default) in ~2-2.5x steps;
@@ -24,10 +29,10 @@ import threading
 import time
 from typing import Iterable
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 # ------------------------------------------------------------------ stream stages (Faust)
@@ -60,8 +65,8 @@ SINK_DUPLICATES = Counter(
     "Records whose rows already existed (re-delivery; harmless, CDC-09).", registry=None)
 SINK_DEAD_LETTERS = Counter(
     "salesledger_sink_dead_letters_total",
-    "Records the sink stored as dead letters (its own rejections and the stream stages' dead "
-    "letters read from the dead-letter topic), by reason code. Alert when it rises.",
+    "Records the sink itself dead-lettered (undecodable, or rejected by the store), by reason "
+    "code. Alert when it rises (the stream stages' dead letters: salesledger_stream_dead_letters).",
     ["reason"], registry=None)
 SINK_BATCHES = Counter(
     "salesledger_sink_batches_total",
@@ -101,7 +106,7 @@ class PartitionTracker:
     - ``salesledger_consumer_lag_records``: high watermark - next offset to read (>= 0);
     - ``salesledger_consumer_last_fetch_age_seconds``: seconds since this worker last fetched a
       record of the partition or found it caught up (lag 0). It grows only while records wait
-      unread: a stalled partition (CDC-19). Partitions revoked are dropped with :meth:`forget`.
+      unread: a stalled partition (CDC-19). Revoked partitions are dropped with :meth:`retain`.
 
     Thread-safe (observed on the consumer thread, collected on the HTTP thread). At most
     ``PARTITIONS_MAX`` partitions are kept (bounded label set).
