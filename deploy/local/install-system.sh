@@ -5,12 +5,13 @@
 #   openjdk-17-jdk-headless, maven   Kafka, Kafka Connect + Debezium (jars from Maven Central)
 #   python3.11-venv      the project's virtualenv
 #   util-linux           setpriv (PostgreSQL runs as the `postgres` user when we are root)
+#   chromium             headless browser the HTML report tests render pages with
 # Debian's postgresql package may create and start a `main` cluster on 5432; the stack does not
 # use it (it has its own cluster on SALESLEDGER_PG_PORT, default 55432).
 set -euo pipefail
 
 packages=(postgresql-15 postgresql-client-15 prometheus openjdk-17-jdk-headless maven
-          python3.11-venv util-linux ca-certificates)
+          python3.11-venv util-linux ca-certificates chromium)
 
 missing=()
 for pkg in "${packages[@]}"; do
