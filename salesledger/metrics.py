@@ -259,6 +259,10 @@ SLOT_ACTIVE = Gauge("salesledger_replication_slot_active",
 SLOT_SCRAPE_ERRORS = Counter("salesledger_exporter_errors_total",
                              "Exporter queries that failed, by source.", ["source"],
                              registry=None)
+DEAD_LETTERS_OPEN = Gauge(
+    "salesledger_dead_letters_open",
+    "Open (unresolved) dead letters in the accounting store, of every stage, by reason code.",
+    ["reason"], registry=None)
 HELD_DOCUMENTS = Gauge("salesledger_held_documents",
                        "Documents waiting in the held queue of the accounting store.",
                        registry=None)
@@ -303,8 +307,8 @@ GROUPS: dict[str, tuple] = {
              SINK_BATCH_ROWS, SINK_COMMIT_SECONDS, SINK_FRESHNESS_SECONDS, SINK_LAST_COMMIT,
              PARTITIONS),
     "exporter": (SLOT_LAG_BYTES, SLOT_CONFIRMED_LAG_BYTES, SLOT_ACTIVE, SLOT_SCRAPE_ERRORS,
-                 HELD_DOCUMENTS, HELD_OLDEST_AGE_SECONDS, BUSINESS_AMOUNT, BUSINESS_RECORDS,
-                 OVERDUE_RECEIVABLES_AMOUNT),
+                 DEAD_LETTERS_OPEN, HELD_DOCUMENTS, HELD_OLDEST_AGE_SECONDS, BUSINESS_AMOUNT,
+                 BUSINESS_RECORDS, OVERDUE_RECEIVABLES_AMOUNT),
 }
 _registered: set[int] = set()
 _register_lock = threading.Lock()

@@ -11,7 +11,8 @@ Every ``--interval`` seconds it reads ``pg_replication_slots`` of the sales data
 
 With ``--store`` (default) it also reads the accounting store
 (``SALESLEDGER_EXPORTER_STORE_SCHEMA``): the held queue (``salesledger_held_documents``,
-``..._oldest_age_seconds``) and overdue receivables
+``..._oldest_age_seconds``), open dead letters of every stage by reason
+(``salesledger_dead_letters_open{reason}``) and overdue receivables
 (``salesledger_overdue_receivables_amount{currency}``); with ``--business`` (default) it sums
 the metrics topic's money aggregates (``salesledger_business_amount_total`` by metric: revenue,
 margin, ...). Slots that disappear are removed from the output. It listens on
@@ -52,6 +53,8 @@ SELECT currency, COALESCE(sum(open_amount), 0)
  WHERE open_amount > 0 AND due_date < current_date
  GROUP BY currency
 """
+DEAD_LETTERS_SQL = ("SELECT reason, count(*) FROM {} WHERE status = 'open' GROUP BY reason "
+                    "ORDER BY reason LIMIT 200")
 #: Metric-topic records read per poll (bounded).
 BUSINESS_POLL_MAX = 500
 HELD_SQL = ("SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - "
@@ -65,6 +68,7 @@ class SlotExporter:
         self.settings = settings
         self.store_schema = store_schema
         self._slots: set[tuple[str, str]] = set()
+        self._reasons: set[str] = set()
 
     def refresh(self) -> None:
         """One read of every source; a failing source is counted, the others still read."""
@@ -74,7 +78,8 @@ class SlotExporter:
             metrics.SLOT_SCRAPE_ERRORS.labels("slots").inc()
             log.warning("reading pg_replication_slots failed: %s", err)
         if self.store_schema:
-            for source, read in (("held", self._refresh_held), ("overdue", self._refresh_overdue)):
+            for source, read in (("held", self._refresh_held), ("overdue", self._refresh_overdue),
+                                 ("dead_letters", self._refresh_dead_letters)):
                 try:
                     read()
                 except psycopg.Error as err:
@@ -113,6 +118,17 @@ class SlotExporter:
             rows = conn.execute(query).fetchall()
         for currency, amount in rows:
             metrics.OVERDUE_RECEIVABLES_AMOUNT.labels(currency).set(float(amount))
+
+    def _refresh_dead_letters(self) -> None:
+        query = sql.SQL(DEAD_LETTERS_SQL).format(sql.Identifier(self.store_schema, "dead_letters"))
+        with psycopg.connect(**self.settings.conninfo("accounting", "reporting"),
+                             connect_timeout=5, autocommit=True) as conn:
+            rows = dict(conn.execute(query).fetchall())
+        for reason, count in rows.items():
+            metrics.DEAD_LETTERS_OPEN.labels(reason).set(count)
+        for reason in self._reasons - rows.keys():  # all resolved: the series ends
+            metrics.DEAD_LETTERS_OPEN.remove(reason)
+        self._reasons = set(rows)
 
     def serve(self, port: int, interval_s: float, stop: threading.Event) -> None:
         """Expose /metrics on ``port`` and refresh every ``interval_s`` until ``stop``."""

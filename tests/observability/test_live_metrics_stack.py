@@ -59,6 +59,9 @@ def test_every_metric_a_rule_uses_is_emitted_by_a_live_process(
             'salesledger_business_amount_total{currency="AZN",metric="revenue_amount"}',
             'salesledger_business_amount_total{currency="AZN",metric="margin_amount"}',
         } <= scrape(exporter_url).keys(), details=exporter.tail)
+        wait_until("the open dead letter exported by reason", lambda: any(
+            k.startswith("salesledger_dead_letters_open{") for k in scrape(exporter_url)),
+            details=exporter.tail)
         wait_until("the overdue receivable exported", lambda: scrape(exporter_url).get(
             'salesledger_overdue_receivables_amount{currency="AZN"}', 0) > 0,
             details=exporter.tail)
