@@ -101,3 +101,13 @@ def test_headless_chromium_without_network_renders_the_charts(written, tmp_path)
                 if row[i:i + 3] == b"\xff\xff\xff")
     samples = sum(len(row) // 12 for row in rows[::4])
     assert white < samples * 0.97, "the screenshot is nearly blank"
+
+
+def test_html_refuses_a_reversed_window_and_a_schema_without_ledger(cli, tmp_path) -> None:
+    out = tmp_path / "never.html"
+    result = cli("report", "html", "--from", "2026-03-02", "--to", "2026-03-01", "--out",
+                 str(out), expect=2)
+    assert "after --to" in result.output and not out.exists()
+    result = cli("report", "html", "--from", "2026-03-01", "--to", "2026-03-02", "--out",
+                 str(out), "--schema", "no_such_schema", expect=2)
+    assert "no ledger tables" in result.output and not out.exists()
