@@ -13,7 +13,8 @@ exactly the figures the JSON reports give:
 - ``top_products``: ``report pnl --by sku`` over [from, to] — the :data:`TOP_PRODUCTS_MAX`
   SKUs with the highest revenue;
 - ``ar_aging``: ``report ar-aging --as-of <to>`` — open receivables per ageing bucket;
-- ``stock``: ``report stock --as-of <to>`` — value on hand per SKU and warehouse.
+- ``stock``: ``report stock --as-of <to>`` — value on hand per warehouse, and the
+  :data:`TOP_POSITIONS_MAX` largest positions (SKU and warehouse).
 
 Amounts stay decimal strings end to end (the chart arrays carry the report's strings; plotly.js
 reads numeric strings as numbers), in the ledger's functional currency; nothing is rounded here.
@@ -26,13 +27,15 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+from decimal import Decimal
 from typing import Any
 
 from salesledger.reports import assemble, store
 from salesledger.reports.accounts import ReportAccounts
 
-#: Bars in the top-products chart.
+#: Bars in the top-products chart and in the largest-stock-positions chart.
 TOP_PRODUCTS_MAX = 10
+TOP_POSITIONS_MAX = 20
 DATA_ELEMENT_ID = "salesledger-report-data"
 FIGURES_ELEMENT_ID = "salesledger-figures"
 
@@ -64,10 +67,17 @@ def collect(conn: Any, accounts: ReportAccounts, *, date_from: dt.date,
 def top_products(pnl_by_sku: dict[str, Any], limit: int = TOP_PRODUCTS_MAX) -> dict[str, Any]:
     """``pnl_by_sku`` (a P&L grouped by SKU) keeping the ``limit`` rows with the highest
     revenue (ties by SKU), in that order; totals are left as they were (all SKUs)."""
-    from decimal import Decimal
-
     rows = sorted(pnl_by_sku["rows"], key=lambda r: (-Decimal(r["revenue"]), r["sku"] or ""))
     return {**pnl_by_sku, "rows": rows[:limit]}
+
+
+def stock_per_warehouse(stock: list[dict[str, str]]) -> dict[str, str]:
+    """Σ value per warehouse of a ``report stock`` (decimal strings, warehouses sorted)."""
+    sums: dict[str, Decimal] = {}
+    for position in stock:
+        sums[position["warehouse"]] = sums.get(position["warehouse"], Decimal(0)) + \
+            Decimal(position["value"])
+    return {w: assemble.amount_text(sums[w]) for w in sorted(sums)}
 
 
 def figures(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -91,7 +101,9 @@ def figures(data: dict[str, Any]) -> list[dict[str, Any]]:
 
     top = data["top_products"]["rows"]
     buckets = data["ar_aging"]["buckets"]
-    stock = data["stock"]
+    per_warehouse = stock_per_warehouse(data["stock"])
+    largest = sorted(data["stock"], key=lambda p: (-Decimal(p["value"]), p["sku"],
+                                                   p["warehouse"]))[:TOP_POSITIONS_MAX]
     return [
         _figure("revenue", f"Revenue by day and branch ({currency}, net of VAT)",
                 per_branch("revenue", "bar"), barmode="stack"),
@@ -104,9 +116,12 @@ def figures(data: dict[str, Any]) -> list[dict[str, Any]]:
              "y": [r["gross_margin"] for r in top]}], barmode="group"),
         _figure("ageing", f"Receivables by ageing bucket on {data['to']} ({currency})", [
             {"type": "bar", "name": "open", "x": list(buckets), "y": list(buckets.values())}]),
-        _figure("stock", f"Stock value on {data['to']} ({currency})", [
-            {"type": "bar", "name": "value", "x": [f"{p['sku']} @ {p['warehouse']}" for p in stock],
-             "y": [p["value"] for p in stock]}]),
+        _figure("stock", f"Stock value per warehouse on {data['to']} ({currency})", [
+            {"type": "bar", "name": "value", "x": list(per_warehouse),
+             "y": list(per_warehouse.values())}]),
+        _figure("stock-positions", f"Largest stock positions on {data['to']} ({currency})", [
+            {"type": "bar", "name": "value", "x": [f"{p['sku']} @ {p['warehouse']}" for p in largest],
+             "y": [p["value"] for p in largest]}]),
     ]
 
 
@@ -150,8 +165,6 @@ receivables open on {date_to}: {open_total}; stock value: {stock_value}.</p>
 
 def render(data: dict[str, Any], title: str = "salesledger report") -> str:
     """The self-contained page (str) for ``data`` from :func:`collect`."""
-    from decimal import Decimal
-
     from plotly.offline import get_plotlyjs
 
     figs = figures(data)

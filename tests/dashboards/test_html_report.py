@@ -45,6 +45,11 @@ def test_chart_arrays_are_the_report_strings_with_zero_for_days_without_a_branch
     margin = {t["name"]: t["y"] for t in figures["margin"]["data"]}
     assert margin == {"B1": ["2.00", "0.00"], "—": ["0.00", "-1.00"]}
     assert figures["stock"]["data"][0]["y"] == ["6.0000"]
+    assert html_report.stock_per_warehouse([
+        {"sku": "A", "warehouse": "W2", "qty": "1", "value": "1.10"},
+        {"sku": "B", "warehouse": "W1", "qty": "1", "value": "2.0001"},
+        {"sku": "C", "warehouse": "W2", "qty": "1", "value": "0.90"}]) == {"W1": "2.0001",
+                                                                             "W2": "2.00"}
 
 
 def test_report_data_cannot_close_its_script_element() -> None:

@@ -19,7 +19,7 @@ from tests.dashboards.browser import chromium, png_pixels
 from tests.reports.conftest import report_json
 
 pytestmark = pytest.mark.stack
-CHARTS = ("revenue", "margin", "top-products", "ageing", "stock")
+CHARTS = ("revenue", "margin", "top-products", "ageing", "stock", "stock-positions")
 
 
 def _embedded(page: str, element_id: str):
@@ -69,7 +69,13 @@ def test_html_chart_data_equal_the_reports(written, cli) -> None:
     ageing, = figures["ageing"]["data"]
     assert dict(zip(ageing["x"], ageing["y"])) == data["ar_aging"]["buckets"]
     stock, = figures["stock"]["data"]
-    assert stock["y"] == [p["value"] for p in data["stock"]] and stock["y"]
+    per_warehouse: dict = {}
+    for p in data["stock"]:
+        per_warehouse[p["warehouse"]] = per_warehouse.get(p["warehouse"], D(0)) + D(p["value"])
+    assert dict(zip(stock["x"], map(D, stock["y"]))) == per_warehouse and per_warehouse
+    largest, = figures["stock-positions"]["data"]
+    ranked = sorted(data["stock"], key=lambda p: -D(p["value"]))[:20]
+    assert largest["y"] == [p["value"] for p in ranked]
 
 
 def test_html_page_is_self_contained(written) -> None:
@@ -81,7 +87,7 @@ def test_html_page_is_self_contained(written) -> None:
 
 def test_headless_chromium_without_network_renders_the_charts(written, tmp_path) -> None:
     dom = chromium(written["path"], tmp_path / "profile-dom", "--dump-dom").stdout
-    assert 'data-charts-drawn="5"' in dom
+    assert f'data-charts-drawn="{len(CHARTS)}"' in dom
     blocks = re.split(r'<div class="chart js-plotly-plot" id="([\w-]+)">', dom)
     drawn = dict(zip(blocks[1::2], blocks[2::2]))
     assert tuple(drawn) == CHARTS
