@@ -17,7 +17,9 @@ quantities. Checks per document (``check`` names):
 
 - invoice: ``invoiced_net``, ``invoiced_vat``, ``invoiced_gross``, ``goods_issued`` (quantity);
 - return: ``returned_net``, ``returned_vat``, ``goods_returned`` (quantity);
-- payment: ``paid``.
+- payment: ``paid``;
+- ``exchange_rate`` (source and ledger None): a document in another currency without a rate
+  in the sales database on or before its date; its money is not compared.
 
 And the ledger's own invariants (``source`` = the subledger / debit side, ``ledger`` = the
 account / credit side): ``balanced`` (per entry: Σ debit vs Σ credit, document = the entry's
@@ -59,7 +61,9 @@ METRICS = ("invoiced_net", "invoiced_vat", "invoiced_gross", "returned_net", "re
 @dataclass
 class DocFigures:
     """One document's figures on one side: ``doc_type`` (invoice | return | payment),
-    ``number``, its ``day``, ``branch``, ``customer`` and ``figures`` (check -> Decimal)."""
+    ``number``, its ``day``, ``branch``, ``customer`` and ``figures`` (check -> Decimal);
+    ``no_rate``: the document is in another currency and the sales database has no rate on
+    or before its date, so its money cannot be converted (only quantities are compared)."""
 
     doc_type: str
     number: str
@@ -67,6 +71,7 @@ class DocFigures:
     branch: str | None
     customer: str | None
     figures: dict[str, Decimal] = field(default_factory=dict)
+    no_rate: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,7 @@ _SOURCE_SQL = """
 WITH inv AS (
     SELECT i.invoice_id, i.number, i.date, i.customer_code AS customer,
            coalesce(i.branch_code, w.branch_code) AS branch, i.prices_include_vat AS incl,
+           i.currency <> %(fc)s AS foreign_currency,
            CASE WHEN i.currency = %(fc)s THEN NULL ELSE (
                SELECT r.rate / r.nominal FROM sales.currency_rates r
                 WHERE r.currency = i.currency AND r.date <= i.date
@@ -121,6 +127,7 @@ WITH inv AS (
       FROM line_doc
 ), fig AS (
     SELECT number, date, customer, branch, line_no, sku, qty,
+           foreign_currency AND fx IS NULL AS no_rate,
            CASE WHEN fx IS NULL THEN (CASE WHEN incl THEN d - vat_doc ELSE d END)
                 ELSE round((CASE WHEN incl THEN d - vat_doc ELSE d END) * fx, 2) END AS net,
            CASE WHEN fx IS NULL THEN vat_doc ELSE round(vat_doc * fx, 2) END AS vat
@@ -136,6 +143,7 @@ WITH inv AS (
      WHERE r.status = 'posted'
 ), share AS (
     SELECT ret.*, f.qty AS line_qty, f.net AS line_net, f.vat AS line_vat,
+           coalesce(f.no_rate, false) AS no_rate,
            sum(ret.q) OVER w AS cum_q,
            round(ret.q * f.net / nullif(f.qty, 0), 2) AS net_share,
            round(ret.q * f.vat / nullif(f.qty, 0), 2) AS vat_share
@@ -153,21 +161,23 @@ WITH inv AS (
                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
 ), docs AS (
     SELECT 'invoice' AS doc_type, number, date, customer, branch,
-           sum(net) AS net, sum(vat) AS vat, sum(qty) AS qty
+           sum(net) AS net, sum(vat) AS vat, sum(qty) AS qty, bool_or(no_rate) AS no_rate
       FROM fig GROUP BY number, date, customer, branch
     UNION ALL
     SELECT 'return', number, date, customer, branch,
-           coalesce(sum(net), 0), coalesce(sum(vat), 0), sum(q)
+           coalesce(sum(net), 0), coalesce(sum(vat), 0), sum(q), bool_or(no_rate)
       FROM ret_fig GROUP BY number, date, customer, branch
     UNION ALL
     SELECT 'payment', p.number, p.date, p.customer_code, p.branch_code,
-           CASE WHEN p.currency = %(fc)s THEN p.amount ELSE round(p.amount * (
-               SELECT r.rate / r.nominal FROM sales.currency_rates r
-                WHERE r.currency = p.currency AND r.date <= p.date
-                ORDER BY r.date DESC LIMIT 1), 2) END, 0, 0
-      FROM sales.payments p WHERE p.status = 'posted'
+           CASE WHEN p.currency = %(fc)s THEN p.amount ELSE round(p.amount * fx.rate, 2) END,
+           0, 0, p.currency <> %(fc)s AND fx.rate IS NULL
+      FROM sales.payments p
+      LEFT JOIN LATERAL (SELECT r.rate / r.nominal AS rate FROM sales.currency_rates r
+                          WHERE r.currency = p.currency AND r.date <= p.date
+                          ORDER BY r.date DESC LIMIT 1) fx ON true
+     WHERE p.status = 'posted'
 )
-SELECT doc_type, number, date, customer, branch, net, vat, qty FROM docs
+SELECT doc_type, number, date, customer, branch, net, vat, qty, no_rate FROM docs
  WHERE (%(from)s::date IS NULL OR date >= %(from)s) AND date <= %(to)s
    AND (%(customer)s::text IS NULL OR customer = %(customer)s)
    AND (%(branch)s::text IS NULL OR branch = %(branch)s)
@@ -183,8 +193,8 @@ def source_documents(sales: psycopg.Connection, *, date_from: dt.date | None, da
                                        "to": date_to, "customer": customer,
                                        "branch": branch}).fetchall()
     out: dict[Key, DocFigures] = {}
-    for doc_type, number, day, cust, br, net, vat, qty in rows:
-        doc = DocFigures(doc_type, number, day, br, cust)
+    for doc_type, number, day, cust, br, net, vat, qty, no_rate in rows:
+        doc = DocFigures(doc_type, number, day, br, cust, no_rate=bool(no_rate))
         net, vat, qty = net or ZERO, vat or ZERO, qty or ZERO
         if doc_type == "invoice":
             doc.figures = {"invoiced_net": net, "invoiced_vat": vat, "invoiced_gross": net + vat,
@@ -346,7 +356,12 @@ def compare_documents(source: dict[Key, DocFigures], ledger: dict[Key, DocFigure
         src, led = source.get(key), ledger.get(key)
         where = src or led
         assert where is not None
-        for check in CHECKS[key[0]]:
+        checks = CHECKS[key[0]]
+        if src is not None and src.no_rate:
+            diffs.append(Difference("exchange_rate", where.day, where.branch, where.customer,
+                                    key[1], None, None, held.get(key) if held else None))
+            checks = tuple(c for c in checks if c in QUANTITY_CHECKS)
+        for check in checks:
             s = src.figures.get(check, ZERO) if src else ZERO
             l = led.figures.get(check, ZERO) if led else ZERO
             if s != l:

@@ -61,3 +61,11 @@ def test_held_reason_is_carried_on_the_difference() -> None:
     assert first.as_json()["held"] == "period_locked"
     (plain, *_) = compare_documents(source, {}, {})
     assert "held" not in plain.as_json()
+
+
+def test_a_document_without_rate_is_named_and_only_its_quantities_compared() -> None:
+    unconvertible = _invoice("I1", "0", "0", "3")
+    unconvertible.no_rate = True
+    diffs = [d.as_json() for d in compare_documents({("invoice", "I1"): unconvertible}, {})]
+    assert [(d["check"], d["source"], d["ledger"]) for d in diffs] == [
+        ("exchange_rate", None, None), ("goods_issued", "3", None)]

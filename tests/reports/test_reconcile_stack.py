@@ -301,3 +301,62 @@ def test_reconcile_checks_the_ledger_invariants(store, write_ledger, cli, owner_
     assert D(stock["source"]) - D(stock["ledger"]) == sum(
         m.value for m in ledger.movements if m.document.number == "OPENING")
     assert ("balanced", "OPENING") in diffs
+
+
+def test_reconcile_converts_another_currency_with_the_sales_rate(
+        sales_db, store, write_ledger, cli) -> None:
+    from salesledger.ledger import LedgerSettings, LedgerState, engine, load_chart
+    from salesledger.ledger.model import (ExchangeRate, Invoice, InvoiceLine, OpeningBalance,
+                                          OpeningStockLine)
+
+    tag = uuid.uuid4().hex[:8]
+    currency = "Q" + "".join(chr(65 + int(c, 16) % 26) for c in tag[:2])
+    customer, warehouse, sku = f"FC-{tag}", f"FW-{tag}", f"FS-{tag}"
+    rated, unrated = f"FINV1-{tag}", f"FINV2-{tag}"
+    rate = D("1.7025")
+    lines = [(1, sku, D("3"), D("19.99"), D("5"), D("18"))]
+    with psycopg.connect(sales_db, autocommit=True) as conn, conn.transaction():
+        conn.execute("INSERT INTO sales.currency_rates (currency, date, rate) VALUES "
+                     "(%s, %s, %s) ON CONFLICT DO NOTHING", (currency, DAY, rate))
+        for number, day in ((rated, DAY), (unrated, DAY - dt.timedelta(days=1))):
+            (invoice_id,) = conn.execute(
+                """INSERT INTO sales.invoices (number, date, customer_code, warehouse_code,
+                       currency, status) VALUES (%s, %s, %s, %s, %s, 'posted')
+                   RETURNING invoice_id""", (number, day, customer, warehouse, currency)
+            ).fetchone()
+            conn.execute("""INSERT INTO sales.invoice_lines (invoice_id, line_no, sku, qty,
+                                unit_price, discount_percent, vat_rate)
+                            VALUES (%s, 1, %s, 3, 19.99, 5, 18)""", (invoice_id, sku))
+    try:
+        settings, chart = LedgerSettings(), load_chart("az-nas")
+        state, facts = LedgerState(), []
+        state, result = engine.post(state, OpeningBalance(
+            id="ob", number="OPENING", date=DAY - dt.timedelta(days=2), currency="AZN",
+            stock=(OpeningStockLine(sku=sku, warehouse=warehouse, qty=D("9"),
+                                    unit_cost=D("4.00")),)), settings, chart)
+        facts += [*result.entries, *result.movements]
+        state, _ = engine.set_rate(state, ExchangeRate(currency=currency, date=DAY, rate=rate),
+                                   settings, chart)
+        state, result = engine.post(state, Invoice(
+            id=rated, number=rated, date=DAY, currency=currency, customer=customer,
+            warehouse=warehouse, lines=tuple(
+                InvoiceLine(line_no=n, sku=s, qty=q, unit_price=p, discount_percent=d,
+                            vat_rate=v) for n, s, q, p, d, v in lines)), settings, chart)
+        assert result.status == "posted"
+        facts += [*result.entries, *result.movements, *result.receivable_updates]
+        write_ledger(facts)
+        report = _reconcile(cli, store, customer, expect=1)
+        # The rated invoice matches: the SQL converted each figure with the sales rate.
+        assert {(d["check"], d["document"]) for d in report["differences"]} == {
+            ("exchange_rate", unrated), ("goods_issued", unrated)}
+        (group,) = [g for g in report["groups"] if g["day"] == DAY.isoformat()]
+        gross = _r(3 * D("19.99"))
+        net_doc = gross - _r(gross * 5 / 100)
+        assert D(group["source"]["invoiced_net"]) == _r(net_doc * rate)
+        assert D(group["source"]["invoiced_vat"]) == _r(_r(net_doc * 18 / 100) * rate)
+        assert group["source"] == group["ledger"]
+    finally:
+        with psycopg.connect(sales_db, autocommit=True) as conn:
+            conn.execute("DELETE FROM sales.invoices WHERE number IN (%s, %s)", (rated, unrated))
+            conn.execute("DELETE FROM sales.currency_rates WHERE currency = %s AND date = %s",
+                         (currency, DAY))
