@@ -168,6 +168,11 @@ class ConnectClient:
             return False
         if status >= 400:
             raise ConnectError(status, (answer or {}).get("message", ""))
+        # Connect answers the DELETE before its status store forgets the connector (it may
+        # still be listed as STOPPED/UNASSIGNED for a moment): wait until it is gone.
+        deadline = time.monotonic() + _DELETE_WAIT_S
+        while self.status(name) is not None and time.monotonic() < deadline:
+            time.sleep(_POLL_INTERVAL_S)
         return True
 
     def restart(self, name: str) -> None:
@@ -191,6 +196,9 @@ class ConnectClient:
                 return state
             time.sleep(_POLL_INTERVAL_S)
         raise TimeoutError(f"connector {name} not RUNNING after {timeout_s:.0f} s (last: {state})")
+
+
+_DELETE_WAIT_S = 60.0  # bound on waiting for a deleted connector to leave the status store
 
 
 def _quote(name: str) -> str:
