@@ -6,7 +6,8 @@ a line's gross-before-discount ``round(qty × unit_price, 2)``, the discount ``r
 2)``, VAT per line (on top: ``round(net × rate / 100, 2)``; included: ``round(gross × rate / (100 +
 rate), 2)``, net = gross − VAT); a return's share of its invoice line ``round(q × line_net /
 line_qty, 2)`` (VAT likewise), the return that completes the line taking what is left (returns of
-a line ordered by date, id, line); amounts of another currency converted with the latest
+a line ordered by date, id, line); goods quantities count only lines whose product is goods
+(``products.kind``; a service moves no stock); amounts of another currency converted with the latest
 ``currency_rates`` rate (rate / nominal) on or before the document date, each figure rounded.
 PostgreSQL's ``round(numeric, 2)`` rounds half away from zero, as ROUND_HALF_UP does.
 
@@ -116,17 +117,18 @@ WITH inv AS (
       FROM sales.invoices i LEFT JOIN sales.warehouses w ON w.code = i.warehouse_code
      WHERE i.status = 'posted'
 ), line_doc AS (
-    SELECT inv.*, l.line_no, l.sku, l.qty, l.vat_rate,
+    SELECT inv.*, l.line_no, l.sku, l.qty, l.vat_rate, coalesce(p.kind, 'goods') AS kind,
            round(l.qty * l.unit_price, 2)
              - round(round(l.qty * l.unit_price, 2) * l.discount_percent / 100, 2) AS d
       FROM inv JOIN sales.invoice_lines l ON l.invoice_id = inv.invoice_id
+      LEFT JOIN sales.products p ON p.sku = l.sku
 ), line_vat AS (
     SELECT line_doc.*,
            CASE WHEN incl THEN round(d * vat_rate / (100 + vat_rate), 2)
                 ELSE round(d * vat_rate / 100, 2) END AS vat_doc
       FROM line_doc
 ), fig AS (
-    SELECT number, date, customer, branch, line_no, sku, qty,
+    SELECT number, date, customer, branch, line_no, sku, qty, kind,
            foreign_currency AND fx IS NULL AS no_rate,
            CASE WHEN fx IS NULL THEN (CASE WHEN incl THEN d - vat_doc ELSE d END)
                 ELSE round((CASE WHEN incl THEN d - vat_doc ELSE d END) * fx, 2) END AS net,
@@ -143,7 +145,7 @@ WITH inv AS (
      WHERE r.status = 'posted'
 ), share AS (
     SELECT ret.*, f.qty AS line_qty, f.net AS line_net, f.vat AS line_vat,
-           coalesce(f.no_rate, false) AS no_rate,
+           coalesce(f.no_rate, false) AS no_rate, coalesce(f.kind, 'goods') AS line_kind,
            sum(ret.q) OVER w AS cum_q,
            round(ret.q * f.net / nullif(f.qty, 0), 2) AS net_share,
            round(ret.q * f.vat / nullif(f.qty, 0), 2) AS vat_share
@@ -161,11 +163,13 @@ WITH inv AS (
                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
 ), docs AS (
     SELECT 'invoice' AS doc_type, number, date, customer, branch,
-           sum(net) AS net, sum(vat) AS vat, sum(qty) AS qty, bool_or(no_rate) AS no_rate
+           sum(net) AS net, sum(vat) AS vat,
+           coalesce(sum(qty) FILTER (WHERE kind = 'goods'), 0) AS qty, bool_or(no_rate) AS no_rate
       FROM fig GROUP BY number, date, customer, branch
     UNION ALL
     SELECT 'return', number, date, customer, branch,
-           coalesce(sum(net), 0), coalesce(sum(vat), 0), sum(q), bool_or(no_rate)
+           coalesce(sum(net), 0), coalesce(sum(vat), 0),
+           coalesce(sum(q) FILTER (WHERE line_kind = 'goods'), 0), bool_or(no_rate)
       FROM ret_fig GROUP BY number, date, customer, branch
     UNION ALL
     SELECT 'payment', p.number, p.date, p.customer_code, p.branch_code,

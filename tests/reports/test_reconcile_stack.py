@@ -46,13 +46,14 @@ class Scenario:
     def __init__(self) -> None:
         tag = uuid.uuid4().hex[:8]
         self.branch, self.warehouse, self.customer = f"RB-{tag}", f"RW-{tag}", f"RC-{tag}"
-        self.sku_a, self.sku_b = f"RA-{tag}", f"RBB-{tag}"
+        self.sku_a, self.sku_b, self.service = f"RA-{tag}", f"RBB-{tag}", f"RSV-{tag}"
         self.inv1, self.inv2 = f"RINV1-{tag}", f"RINV2-{tag}"
         self.ret1, self.ret2, self.pay = f"RRET1-{tag}", f"RRET2-{tag}", f"RPAY-{tag}"
         # (line_no, sku, qty, unit_price, discount %, VAT %)
         self.inv1_lines = [(1, self.sku_a, D("10"), D("5.00"), D("0"), D("18")),
                            (2, self.sku_b, D("3"), D("19.99"), D("10"), D("18"))]
-        self.inv2_lines = [(1, self.sku_a, D("2"), D("11.80"), D("0"), D("18"))]
+        self.inv2_lines = [(1, self.sku_a, D("2"), D("11.80"), D("0"), D("18")),
+                           (2, self.service, D("1"), D("15.00"), D("0"), D("18"))]
 
     # ---------------------------------------------------------------- sales database rows
     def insert_sales_rows(self, conn: psycopg.Connection) -> None:
@@ -61,6 +62,12 @@ class Scenario:
                          (self.branch,))
             conn.execute("INSERT INTO sales.warehouses (code, name, branch_code) "
                          "VALUES (%s, 'report test', %s)", (self.warehouse, self.branch))
+            conn.execute("INSERT INTO sales.units (code, name) VALUES ('pcs', 'pieces') "
+                         "ON CONFLICT DO NOTHING")
+            for sku, kind in ((self.sku_a, "goods"), (self.sku_b, "goods"),
+                              (self.service, "service")):
+                conn.execute("INSERT INTO sales.products (sku, name, unit, vat_rate, kind) "
+                             "VALUES (%s, 'report test', 'pcs', 18, %s)", (sku, kind))
             for number, incl, lines in ((self.inv1, False, self.inv1_lines),
                                         (self.inv2, True, self.inv2_lines)):
                 (invoice_id,) = conn.execute(
@@ -100,6 +107,8 @@ class Scenario:
                          (self.ret1, self.ret2))
             conn.execute("DELETE FROM sales.payments WHERE number = %s", (self.pay,))
             conn.execute("DELETE FROM sales.warehouses WHERE code = %s", (self.warehouse,))
+            conn.execute("DELETE FROM sales.products WHERE sku IN (%s, %s, %s)",
+                         (self.sku_a, self.sku_b, self.service))
             conn.execute("DELETE FROM sales.branches WHERE code = %s", (self.branch,))
 
     # ---------------------------------------------------------------- the ledger of them
@@ -117,7 +126,8 @@ class Scenario:
             return Invoice(id=number, number=number, date=DAY, payment_terms_days=30,
                            prices_include_vat=incl, **common, lines=tuple(
                                InvoiceLine(line_no=n, sku=s, qty=q, unit_price=p,
-                                           discount_percent=d, vat_rate=v)
+                                           discount_percent=d, vat_rate=v,
+                                           kind="service" if s == self.service else "goods")
                                for n, s, q, p, d, v in lines))
 
         documents = [
@@ -175,10 +185,11 @@ def test_reconcile_matching_rows_has_no_difference(scenario, store, write_ledger
     net1 = sum(_r(q * p) - _r(_r(q * p) * d / 100) for _, _, q, p, d, _ in scenario.inv1_lines)
     vat1 = sum(_r((_r(q * p) - _r(_r(q * p) * d / 100)) * v / 100)
                for _, _, q, p, d, v in scenario.inv1_lines)
-    gross2 = _r(D("2") * D("11.80"))
-    vat2 = _r(gross2 * 18 / 118)
-    assert D(day1["source"]["invoiced_net"]) == net1 + gross2 - vat2
+    gross2 = [_r(q * p) for _, _, q, p, _, _ in scenario.inv2_lines]  # VAT included
+    vat2 = sum(_r(g * 18 / 118) for g in gross2)
+    assert D(day1["source"]["invoiced_net"]) == net1 + sum(gross2) - vat2
     assert D(day1["source"]["invoiced_vat"]) == vat1 + vat2
+    assert D(day1["source"]["goods_issued"]) == D("15")  # 10 + 3 + 2; the service moves none
     assert day1["source"] == day1["ledger"]
     returns = [g for g in report["groups"] if D(g["source"]["goods_returned"]) != 0]
     # The second return completes line 1 (10 sold): together they take its whole net and VAT.
