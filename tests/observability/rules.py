@@ -57,6 +57,31 @@ def used_metric_names() -> dict[str, str]:
     return used
 
 
+DASHBOARDS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards"
+
+
+def _panel_exprs(panels: list[dict]) -> list[tuple[str, str]]:
+    out = []
+    for panel in panels:
+        out += [(panel.get("title", "?"), t["expr"]) for t in panel.get("targets", [])
+                if t.get("expr")]
+        out += _panel_exprs(panel.get("panels", []))  # rows hold panels too
+    return out
+
+
+def dashboard_metric_names() -> dict[str, str]:
+    """Metric name -> ``dashboard: panel`` of the first Grafana panel (Prometheus query) using
+    it, over deploy/grafana/dashboards/*.json."""
+    import json
+
+    used: dict[str, str] = {}
+    for path in sorted(DASHBOARDS_DIR.glob("*.json")):
+        for title, expr in _panel_exprs(json.loads(path.read_text()).get("panels", [])):
+            for name in metric_names(expr):
+                used.setdefault(name, f"{path.stem}: {title}")
+    return used
+
+
 def promtool() -> str:
     """Path of promtool (Debian package ``prometheus``); fails when missing."""
     path = shutil.which("promtool")

@@ -1,12 +1,13 @@
-"""Every metric a rule uses is emitted by a live process after a small pipeline run.
+"""Every metric a rule or a dashboard panel uses is emitted by a live process after a small
+pipeline run.
 
 The real pipeline (``salesledger run --workers 1`` with its own connector, topics and store
 schema) posts a goods receipt and an invoice (due long ago: an overdue receivable), one garbage
 record on the journal-entries topic becomes a dead letter, and the slot exporter runs over the
 pipeline's store. Then the workers' and the exporter's /metrics are scraped, plus the stack's
-Prometheus for the Debezium JMX metrics: a metric name used in deploy/prometheus/*.yml that no
-process emits fails the test. The stack's Prometheus also scrapes the workers (file_sd targets
-written by the supervisor).
+Prometheus for the Debezium JMX metrics: a metric name used in deploy/prometheus/*.yml or in a
+panel of deploy/grafana/dashboards/*.json that no process emits fails the test. The stack's
+Prometheus also scrapes the workers (file_sd targets written by the supervisor).
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ from confluent_kafka import Producer
 
 from salesledger.config import Settings
 from tests.observability.conftest import http_json, wait_until
-from tests.observability.rules import sample_names, scrape, used_metric_names
+from tests.observability.rules import (
+    dashboard_metric_names,
+    sample_names,
+    scrape,
+    used_metric_names,
+)
 from tests.pipeline.test_pipeline_smoke import MASTER_DATA, post_receipt_and_invoice
 from tests.pipeline.conftest import unique
 
@@ -79,12 +85,13 @@ def test_every_metric_a_rule_uses_is_emitted_by_a_live_process(
                                                        f'"{pipeline.prefix}.cdc"}}'))
         pages = {name: scrape(url) for name, url in worker_urls.items()}
         pages["exporter"] = scrape(exporter_url)
+        used = {**dashboard_metric_names(), **used_metric_names()}
+        assert len(dashboard_metric_names()) >= 10  # the dashboards were read
         emitted = set().union(*(sample_names(page) for page in pages.values()))
-        emitted |= {name for name in used_metric_names() if name.startswith("debezium_")
+        emitted |= {name for name in used if name.startswith("debezium_")
                     and _prometheus_query(settings, f'{name}{{server="{pipeline.prefix}.cdc"}}')}
-        missing = {name: rule for name, rule in used_metric_names().items()
-                   if name not in emitted}
-        assert not missing, f"used by rules but emitted by no process: {missing}"
+        missing = {name: user for name, user in used.items() if name not in emitted}
+        assert not missing, f"used by rules or dashboards but emitted by no process: {missing}"
 
         # The values make sense: this run's dead letter, memory per worker.
         sink = pages["sink-0"]
