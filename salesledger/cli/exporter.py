@@ -30,11 +30,13 @@ from typing import Optional
 import psycopg
 import typer
 from psycopg import sql
+
 from salesledger import metrics
 from salesledger.config import Settings, get_settings
 
 NAME = "exporter"
-app = typer.Typer(help="Prometheus exporters (replication-slot lag, held queue).",
+app = typer.Typer(help="Prometheus exporter: replication-slot lag, held queue, dead letters, "
+                       "overdue receivables, revenue and margin.",
                   no_args_is_help=True)
 log = logging.getLogger(__name__)
 
@@ -62,13 +64,15 @@ HELD_SQL = ("SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - "
 
 
 class SlotExporter:
-    """Reads slots (and optionally the held queue) into :mod:`salesledger.metrics` gauges."""
+    """Reads the replication slots and, with ``store_schema``, the accounting store's held queue,
+    open dead letters and overdue receivables into :mod:`salesledger.metrics` gauges."""
 
     def __init__(self, settings: Settings, store_schema: str | None) -> None:
         self.settings = settings
         self.store_schema = store_schema
         self._slots: set[tuple[str, str]] = set()
         self._reasons: set[str] = set()
+        self._currencies: set[str] = set()
 
     def refresh(self) -> None:
         """One read of every source; a failing source is counted, the others still read."""
@@ -116,8 +120,13 @@ class SlotExporter:
         with psycopg.connect(**self.settings.conninfo("accounting", "reporting"),
                              connect_timeout=5, autocommit=True) as conn:
             rows = conn.execute(query).fetchall()
-        for currency, amount in rows:
-            metrics.OVERDUE_RECEIVABLES_AMOUNT.labels(currency).set(float(amount))
+        # Observability, not accounting: the exact Decimal becomes a float sample.
+        amounts = {currency: float(amount) for currency, amount in rows}
+        for currency in self._currencies - amounts.keys():  # nothing overdue any more
+            amounts[currency] = 0.0
+        for currency, amount in amounts.items():
+            metrics.OVERDUE_RECEIVABLES_AMOUNT.labels(currency).set(amount)
+        self._currencies = set(amounts)
 
     def _refresh_dead_letters(self) -> None:
         query = sql.SQL(DEAD_LETTERS_SQL).format(sql.Identifier(self.store_schema, "dead_letters"))
