@@ -169,11 +169,15 @@ def _resolve(conn: Any, schema: str, letter: StoredDeadLetter, resolution: str) 
 @dataclass(frozen=True, slots=True)
 class RetryDecision:
     """What retry does with one dead letter: ``action`` publish | still_invalid |
-    not_retryable, ``detail`` for a human, ``event`` the decoded document version."""
+    not_retryable, ``detail`` for a human, ``event`` the decoded document version (with its
+    invoice lines' kind from the master data now), ``value`` the record value to publish: the
+    stored bytes, or re-encoded when the master data changed the line kinds (a product that was
+    unknown when the letter was written)."""
 
     action: str
     detail: str
     event: Any = None
+    value: bytes | None = None
 
 
 def decide_retry(letter: StoredDeadLetter, serde: Any, validator_for: Any) -> RetryDecision:
@@ -189,11 +193,27 @@ def decide_retry(letter: StoredDeadLetter, serde: Any, validator_for: Any) -> Re
         return RetryDecision("not_retryable", f"payload is not a document record ({error.reason})")
     if not isinstance(event, DocumentVersionEvent):
         return RetryDecision("not_retryable", "payload is not a document version")
-    error = validator_for(event.document).check(event.document)
+    validator = validator_for(event.document)
+    document = validator.enrich(event.document)
+    error = validator.check(document)
     if error is not None:
         return RetryDecision("still_invalid", f"{error.reason}: {error.message}", event)
+    value = letter.payload
+    if document != event.document:
+        event = dataclasses.replace(event, document=document)
+        value = _encoded(serde, event)
     return RetryDecision("publish", f"{event.key} version {event.version[0]}.{event.version[1]}",
-                         event)
+                         event, value)
+
+
+def _encoded(serde: Any, event: Any) -> bytes:
+    """The documents-topic value of a read-back document version (same key and version)."""
+    from salesledger.streams.assembly import DocumentEvent
+    from salesledger.streams.documents import DOCUMENT_SUBJECT, document_datum
+
+    return serde.encode(DOCUMENT_SUBJECT, document_datum(DocumentEvent(
+        key=event.key, operation=event.operation, version=event.version, document=event.document,
+        source=event.document.source)))
 
 
 def _validator_factory(settings: Any, sales: Any) -> Any:
@@ -216,8 +236,9 @@ def _validator_factory(settings: Any, sales: Any) -> Any:
     return validator_for
 
 
-def _publish(settings: Any, letter: StoredDeadLetter, event: Any) -> str:
-    """Produce the stored record to the documents topic; its ``partition/offset``."""
+def _publish(settings: Any, letter: StoredDeadLetter, event: Any, value: bytes) -> str:
+    """Produce ``value`` under the letter's key to the documents topic; its
+    ``topic/partition/offset``."""
     from confluent_kafka import Producer
 
     topic = settings.topic("documents")
@@ -228,7 +249,7 @@ def _publish(settings: Any, letter: StoredDeadLetter, event: Any) -> str:
     def delivered(error: Any, message: Any) -> None:
         report["error"], report["message"] = error, message
 
-    producer.produce(topic, key=letter.record_key, value=letter.payload, on_delivery=delivered,
+    producer.produce(topic, key=letter.record_key, value=value, on_delivery=delivered,
                      headers=[("sl.version", f"{event.version[0]}.{event.version[1]}".encode()),
                               ("dlq.retry.of", letter.id.encode())])
     if producer.flush(_KAFKA_TIMEOUT_S) != 0 or report.get("error") is not None:
@@ -350,7 +371,8 @@ def retry(
             decision = decide_retry(letter, serde, validator_for)
             detail = decision.detail
             if decision.action == "publish":
-                position = _publish(settings, letter, decision.event)   # 1. publish
+                position = _publish(settings, letter, decision.event,   # 1. publish
+                                    decision.value)
                 detail = f"retried: {detail} published at {position}"
                 if not _resolve(store, schema, letter, detail):         # 2. resolve
                     detail += " (already resolved meanwhile)"

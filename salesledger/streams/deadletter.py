@@ -25,6 +25,12 @@ it). Reason codes defined by the capture layer (``salesledger.streams.cdc`` and 
 ``unknown_schema``          Avro data whose writer schema is unknown (fingerprint / id)
 ``decimal_out_of_range``    a Decimal that does not fit an Avro decimal's precision/scale
 ==========================  ===============================================================
+
+Validation before emission (:mod:`salesledger.streams.validation`) adds ``unknown_customer``,
+``unknown_sku``, ``unknown_unit``, ``non_positive_quantity``, ``vat_rate_not_allowed``,
+``missing_exchange_rate``, ``totals_mismatch``, ``unknown_invoice``, ``return_exceeds_sold``
+(its dead letters carry the document record itself, for ``dlq retry``); the posting stage adds
+the engine's error reasons and ``engine_bug`` (any other exception raised inside the engine).
 """
 
 from __future__ import annotations

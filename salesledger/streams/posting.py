@@ -150,7 +150,14 @@ class PostingProcessor:
         if item is None:  # tombstone (CDC-07): nothing to post
             return self._finish(seq, old, old, (), [], "tombstone")
         if isinstance(item, PeriodActionEvent):
-            new, result, outputs = self._action(old, item)
+            try:
+                new, result, outputs = self._action(old, item)
+            except Exception as error:  # an engine bug on a release must not stop the ledger
+                log.exception("engine failed on period action %s", item.action)
+                letter = build_dead_letter("engine_bug", message=f"{type(error).__name__}: {error}",
+                                           topic=self.source_topic, partition=0, offset=seq,
+                                           key=key, value=value, document_id=item.document_key)
+                return self._finish(seq, old, old, (), [self._dead(letter)], "error")
         else:
             new, result, outputs = self._document(old, item, seq, key, value)
         touched = [t for r in _flatten(result) for t in r.touched]

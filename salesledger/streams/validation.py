@@ -33,6 +33,12 @@ master-data CDC events; invoices and accepted returns are remembered in
 :class:`DocumentsView` (every emitted invoice, valid or not — it exists in the sales program —
 but only accepted returns, since a rejected return took nothing back).
 
+Timing: master-data rows are applied when they arrive, not held back with their transaction
+(their topics are compacted, so a rebuild could wait forever for a row compaction removed). A
+product inserted in the same source transaction as a document using it may therefore arrive
+after the document is complete: the document is then dead-lettered (``unknown_sku``) and
+``salesledger dlq retry`` posts it. Master data is normally created before it is used.
+
 Pure: no Kafka, Faust or database import; state in memory.
 """
 

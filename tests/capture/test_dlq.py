@@ -99,3 +99,27 @@ def test_ids_are_store_positions_or_document_ids():
     assert _position("sl.documents/0/7") == ("sl.documents", 0, 7)
     assert _position("invoice:INV-1") is None
     assert _position("invoice:INV/1") is None
+
+
+def test_retry_takes_the_line_kind_from_the_master_data_now():
+    from tests.ledger.helpers import invoice
+
+    from salesledger.streams.assembly import DocumentEvent
+    from salesledger.streams.documents import DOCUMENT_SUBJECT, document_datum
+
+    doc = invoice(lines=(("POST", "1", "9.00", "18"),))
+    event = DocumentEvent(key=doc.key, operation="created", version=(10, 1), document=doc,
+                          source=doc.source)
+    value = SERDE.encode(DOCUMENT_SUBJECT, document_datum(event))
+    letter = DeadLetter(reason="unknown_sku", message="m", source_topic="t#" + doc.key,
+                        source_partition=0, source_offset=1, document_id=doc.key,
+                        key=doc.key.encode(), value=value, first_seen=dt.datetime.now(dt.UTC))
+    master = MasterData()
+    master.put_customer("C1")
+    master.put_unit("pcs")
+    master.put_product(Product(sku="POST", unit="pcs", vat_rate=Decimal("18"), kind="service"))
+    decision = decide_retry(stored(letter), SERDE, lambda _doc: DocumentValidator(master))
+    assert decision.action == "publish" and decision.value != value
+    published = decode_documents_record(SERDE, decision.value)
+    assert published.version == (10, 1) and published.document.lines[0].kind == "service"
+    assert published == decision.event

@@ -82,3 +82,24 @@ def test_an_engine_bug_becomes_an_engine_bug_dead_letter_and_later_documents_pos
     later = step.process(2, b"goods_receipt:GR-2", encoded(receipt("GR-2", "10", "6.00"), 300))
     assert any(o.topic == JOURNAL_TOPIC for o in later)
     assert step.stats.dead_letters == 1
+
+
+def test_an_engine_bug_on_a_release_is_dead_lettered_too(monkeypatch):
+    from salesledger.ledger import engine as engine_module
+    from salesledger.streams.deadletter import HEADER_REASON
+    from salesledger.streams.documents import ACTION_SUBJECT, PeriodActionEvent
+    from salesledger.streams.posting import DLQ_TOPIC, JOURNAL_TOPIC
+    from tests.pipeline.test_posting_step import SERDE, T0, LoggedTable, encoded, processor, receipt
+
+    def broken(*args, **kwargs):
+        raise KeyError("missing")
+
+    step = processor(LoggedTable())
+    monkeypatch.setattr(engine_module, "release", broken)
+    release = SERDE.encode(ACTION_SUBJECT, PeriodActionEvent(
+        action="release", document_key="invoice:INV-9", actor="test", at=T0).datum())
+    outputs = step.process(0, b"release", release)
+    assert [o.topic for o in outputs] == [DLQ_TOPIC]
+    assert dict(outputs[0].headers)[HEADER_REASON] == b"engine_bug"
+    later = step.process(1, b"goods_receipt:GR-1", encoded(receipt("GR-1", "10", "5.00"), 100))
+    assert any(o.topic == JOURNAL_TOPIC for o in later)
