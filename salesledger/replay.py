@@ -81,38 +81,48 @@ def _consumer(settings: Settings) -> Consumer:
                      "auto.offset.reset": "earliest"})
 
 
-def read_partition(consumer: Consumer, topic: str, partition: int) -> Iterator:
-    """The messages of ``topic``/``partition`` from its low watermark to the end it had when
-    called, in offset order (``confluent_kafka.Message``).
+def read_topic(consumer: Consumer, topic: str, partitions: list[int] | None = None) -> Iterator:
+    """The messages of ``topic`` (all its partitions, or ``partitions``) from their low
+    watermarks to the ends they had when called; in offset order within each partition
+    (``confluent_kafka.Message``).
 
     Raises:
-        TimeoutError: no message arrived for ``_STALL_S`` seconds below the end offset.
+        TimeoutError: no message arrived for ``_STALL_S`` seconds below an end offset.
     """
-    tp = TopicPartition(topic, partition)
-    low, high = consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
-    if high <= low:
+    ends: dict[int, int] = {}
+    starts = []
+    for partition in partitions if partitions is not None else partitions_of(consumer, topic):
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                                   timeout=_TIMEOUT_S)
+        if high > low:
+            ends[partition] = high
+            starts.append(TopicPartition(topic, partition, low))
+    if not ends:
         return
-    consumer.assign([TopicPartition(topic, partition, low)])
+    consumer.assign(starts)
     try:
         idle = 0.0
-        while True:
+        while ends:
             messages = consumer.consume(500, timeout=1.0)
             idle = 0.0 if messages else idle + 1.0
             if idle > _STALL_S:
-                raise TimeoutError(f"reading {topic}[{partition}] stalled below offset {high}")
+                raise TimeoutError(f"reading {topic} stalled below {ends}")
             for message in messages:
                 if message.error():
-                    log.warning("%s[%d]: %s", topic, partition, message.error())
+                    log.warning("%s: %s", topic, message.error())
                     continue
-                if message.offset() >= high:
-                    return
+                end = ends.get(message.partition())
+                if end is None or message.offset() >= end:
+                    continue
                 yield message
-                if message.offset() + 1 >= high:
-                    return
-            # transaction markers occupy offsets: stop once the position reached the end
-            position = consumer.position([TopicPartition(topic, partition)])[0].offset
-            if position >= high:
-                return
+                if message.offset() + 1 >= end:
+                    del ends[message.partition()]
+            # transaction markers occupy offsets: a partition whose position reached its end
+            # is done even if its last offset was a marker
+            if ends:
+                for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+                    if tp.offset >= ends[tp.partition]:
+                        del ends[tp.partition]
     finally:
         consumer.unassign()
 
@@ -162,18 +172,17 @@ def replay_from_beginning(settings: Settings, schema: str,
     try:
         for suffix in SinkSettings().topics:
             topic = settings.topic(suffix)
-            for partition in partitions_of(consumer, topic):
-                batch: list[LedgerRecord] = []
-                for message in read_partition(consumer, topic, partition):
-                    result.records[suffix] = result.records.get(suffix, 0) + 1
-                    record = _decode(message)
-                    if record is not None:
-                        batch.append(record)
-                    if len(batch) >= BATCH_RECORDS:
-                        result.add(writer.write(batch))
-                        batch = []
-                if batch:
+            batch: list[LedgerRecord] = []
+            for message in read_topic(consumer, topic):
+                result.records[suffix] = result.records.get(suffix, 0) + 1
+                record = _decode(message)
+                if record is not None:
+                    batch.append(record)
+                if len(batch) >= BATCH_RECORDS:
                     result.add(writer.write(batch))
+                    batch = []
+            if batch:
+                result.add(writer.write(batch))
             report(f"{topic}: {result.records.get(suffix, 0)} records replayed")
     finally:
         consumer.close()
@@ -205,7 +214,7 @@ def replay_from_documents(settings: Settings, schema: str, ledger: LedgerSetting
     try:
         partitions = partitions_of(consumer, documents)
         assert partitions == [0], f"{documents} must have one partition, has {partitions}"
-        for message in read_partition(consumer, documents, 0):
+        for message in read_topic(consumer, documents, [0]):
             result.records["documents"] = result.records.get("documents", 0) + 1
             for out in processor.process(message.offset(), message.key(), message.value()):
                 topic = settings.topic(out.topic)
@@ -231,4 +240,4 @@ def replay_from_documents(settings: Settings, schema: str, ledger: LedgerSetting
     return result
 
 
-__all__ = ["ReplayResult", "read_partition", "replay_from_beginning", "replay_from_documents"]
+__all__ = ["ReplayResult", "read_topic", "replay_from_beginning", "replay_from_documents"]

@@ -297,7 +297,7 @@ def render(snap: Snapshot | None, rates: dict[str, float | None], progress: Prog
     dataset_dead = ", ".join(f"{r} {n}" for r, n in snap.dataset_dead_letters.items()) or "none"
     failures.append(f"dead letters in the pipeline: {pipeline_dead}\n")
     failures.append(f"source lines that became no document (dataset dead letters): {dataset_dead}\n")
-    failures.append(f"held documents: {snap.held}")
+    failures.append(f"held documents: {snap.held}\n")
     return Group(head, stages, Text(lag), books, ageing, failures)
 
 

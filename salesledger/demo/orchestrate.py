@@ -531,13 +531,16 @@ def reconcile_summary(result: dict, console: Console) -> list[str]:
     return ["reconcile"] if other else []
 
 
-def next_steps(settings: Settings, console: Console) -> None:
-    """Where to look next (honest about what is not built)."""
+def next_steps(settings: Settings, console: Console, first_day: dt.date,
+               last_day: dt.date) -> None:
+    """Where to look next, with the demo's own dates."""
     first, last = settings.worker_metrics_ports
     console.rule("[bold]where to look next")
     console.print(
         "- reports: `salesledger report trial-balance | ar-aging | stock | pnl --from D --to D | "
         "journal --document N` (add `--format json|csv|xlsx`), `salesledger reconcile`\n"
+        f"- one HTML page with charts: `salesledger report html --from {first_day} --to "
+        f"{last_day} --out salesledger-report.html`\n"
         "- audit replay: `salesledger replay --into audit --from-beginning` (or "
         "`--from-documents`), then `salesledger ledger-hash --schema audit` equals "
         "`salesledger ledger-hash`\n"
@@ -546,8 +549,7 @@ def next_steps(settings: Settings, console: Console) -> None:
         f"- Prometheus UI: {settings.prometheus_url} (workers' metrics on ports {first}-{last} "
         "while they run; `salesledger demo --follow` keeps them running)\n"
         "- Grafana dashboards: only under docker-compose (`deploy/docker-compose.yml`); the "
-        "local stack has none\n"
-        "- `salesledger report html` is not built yet", highlight=False)
+        "local stack has none", highlight=False)
 
 
 def child_env(settings: Settings, demo: DemoSettings) -> dict[str, str]:
@@ -601,7 +603,9 @@ def run_demo(settings: Settings, demo: DemoSettings, *, fresh: bool, follow: boo
         report(f"drained after {elapsed:,.0f} s wall time")
         failed = final_reports(settings, demo, prepared.last_day, console,
                                child_env(settings, demo))
-        next_steps(settings, console)
+        next_steps(settings, console,
+                   prepared.plan.days[0] + dt.timedelta(days=prepared.shift_days),
+                   prepared.last_day)
         if failed:
             console.print(f"[bold red]demo finished with problems[/]: {', '.join(failed)} "
                           "exited non-zero (see above)")
@@ -611,7 +615,10 @@ def run_demo(settings: Settings, demo: DemoSettings, *, fresh: bool, follow: boo
                           "a held document, listed above.")
         if follow:
             console.print("following: the pipeline keeps running; Ctrl-C stops the workers")
-            watch(probe, None, pipeline, demo, console, title, follow=True)
+            try:
+                watch(probe, None, pipeline, demo, console, title, follow=True)
+            except KeyboardInterrupt:
+                console.print("stopping the workers (the stack keeps running)")
         return 1 if failed else 0
     except KeyboardInterrupt:
         console.print("interrupted: stopping the replay and the workers (run the demo again to "
