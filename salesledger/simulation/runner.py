@@ -137,8 +137,8 @@ class _Executor:
                     [[doc_id, *line.values()] for line in doc.lines])
 
     def _set_status(self, kind: str, number: str, current: str, old: str, new: str) -> bool:
-        if current == new:
-            return False
+        if current == new or (new == "posted" and current == "cancelled"):
+            return False  # already applied (a re-run: the document went on to be cancelled)
         assert current == old, f"{kind} {number} is {current}, expected {old}"
         self.conn.execute(
             sql.SQL("UPDATE {t} SET status = %s, updated_at = now() WHERE number = %s").format(

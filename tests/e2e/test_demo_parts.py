@@ -50,3 +50,27 @@ def test_drained_needs_zero_lags_and_a_quiet_window() -> None:
     assert not drained(quiet[:-1] + [_snap(14, store=11)], quiet_s=14), "the store still grows"
     assert not drained(quiet[:-1] + [_snap(14, assembly=6)], quiet_s=14)
     assert not drained([], quiet_s=14)
+
+
+def test_watchdog_restarts_only_a_stage_with_work_and_no_progress(tmp_path: Path) -> None:
+    from salesledger.config import Settings
+    from salesledger.demo.orchestrate import Watchdog
+
+    settings = Settings(profile="test", stack_dir=tmp_path)  # no supervisor: nothing to kill
+    dog = Watchdog(settings, stuck_s=60)
+
+    def snap(at: float, *, posting_lag: int, posting_done: int) -> Snapshot:
+        s = _snap(at, lags=(0, posting_lag, 0))
+        s.consumed = {"assembly": 5, "posting": posting_done, "sink": 9}
+        return s
+
+    assert dog.check(snap(0, posting_lag=3, posting_done=10)) == []
+    assert dog.check(snap(59, posting_lag=3, posting_done=10)) == []
+    assert dog.check(snap(61, posting_lag=3, posting_done=12)) == [], "it made progress"
+    assert dog.check(snap(120, posting_lag=3, posting_done=12)) == []
+    done = dog.check(snap(122, posting_lag=3, posting_done=12))
+    assert len(done) == 1 and done[0].startswith("posting stage: lag 3")
+    assert dog.check(snap(150, posting_lag=3, posting_done=12)) == [], "one restart, then wait"
+    quiet = Watchdog(settings, stuck_s=60)
+    assert quiet.check(snap(0, posting_lag=0, posting_done=12)) == []
+    assert quiet.check(snap(500, posting_lag=0, posting_done=12)) == [], "no work, no restart"
