@@ -36,7 +36,7 @@ test-unit: venv
 
 bench: setup
 	$(SL) stack up
-	$(SL) bench
+	$(SL) bench $(BENCH_ARGS)
 
 stack-up: setup
 	$(SL) stack up

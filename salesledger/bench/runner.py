@@ -264,6 +264,13 @@ class Bench:
 
         return self._wait("workers listed by the supervisor", listed, 120)
 
+    def current_workers(self) -> dict[str, int]:
+        """Worker pids by name from the supervisor's state file now."""
+        from salesledger.supervisor import read_state
+
+        state = read_state(self.settings) or {}
+        return {w["name"]: w["pid"] for w in state.get("workers", []) if w.get("pid")}
+
     def stop_workers(self) -> None:
         if self.supervisor is None or self.supervisor.poll() is not None:
             self.supervisor = None
@@ -358,7 +365,7 @@ class Bench:
         from_topic = figures.rate(self.options.lines, max(end - started, 1e-3))
         self.report(f"warm-up: backlog {repeat}d in the store {end - started:,.1f} s after "
                     "the workers started")
-        pids = self.stage_pids(workers)
+        pids = self.stage_pids(self.current_workers() or workers)
         cpu_before: dict[str, float] = {}
 
         def measure_cpu() -> None:
@@ -389,6 +396,7 @@ class Bench:
         consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": topic,
                              "auto.offset.reset": "earliest", "enable.auto.commit": False})
         consumer.assign([TopicPartition(topic, 0, 0)])  # no group join inside the clock
+        consumer.consume(1, timeout=2.0)  # connected and positioned before the clock starts
         got = {"n": 0, "at": 0.0}
 
         def consume() -> None:
@@ -474,6 +482,8 @@ class Bench:
         sample["replay_entries_per_s"] = self.replay(repeat)
         sample["freshness_s"] = {str(r): self.freshness(repeat, r, self.options.freshness_s)
                                  for r in self.options.rates}
+        # pids again: a worker the supervisor restarted has a new one
+        workers = self.current_workers() or workers
         sample["rss_mb_max"] = {name: procs.peak_rss_mb(pid) for name, pid in workers.items()}
         self.stop_workers()
         return sample

@@ -48,6 +48,8 @@ def test_freshness_bounded_only_when_all_delivered_and_flat():
     assert figures.freshness_figures(flat, 100, 100, 10.0)["bounded"] is True
     assert figures.freshness_figures(growing, 100, 100, 10.0)["bounded"] is False
     assert figures.freshness_figures(flat, 101, 100, 10.0)["bounded"] is False
+    jitter = [(0.0, 0.2), (1.0, 0.5)]  # slope 0.3 but 0.3 s gained over a 1 s window
+    assert figures.freshness_figures(jitter, 2, 2, 2.0)["bounded"] is True
     empty = figures.freshness_figures([], 5, 0, 10.0)
     assert empty["bounded"] is False and empty["p99"] is None
 
