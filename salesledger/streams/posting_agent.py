@@ -42,13 +42,26 @@ from salesledger.streams.state_store import LedgerStore
 log = logging.getLogger(__name__)
 TABLE_NAME = "ledger"
 METRICS_TOPIC = "metrics"
+#: The ledger table's changelog is compacted; small segments let the cleaner drop superseded
+#: values and the tombstoned ``out:<seq>`` keys soon, so recovery after a restart reads about
+#: the live keys, not the whole history (Kafka only compacts closed segments).
+#: The last documents-topic offset the agent took and when (monotonic s): read by the worker's
+#: watchdog thread, which restarts a worker that stops taking records while some wait.
+PROGRESS: dict[str, float] = {"offset": -1, "at": time.monotonic()}
+CHANGELOG_CONFIG = {
+    "segment.ms": "300000",
+    "segment.bytes": str(64 * 1024 * 1024),
+    "min.cleanable.dirty.ratio": "0.2",
+    "delete.retention.ms": "300000",
+}
 
 
 def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> PostingProcessor:
     """Add the ledger table, the posting agent and the metrics timer to ``app``."""
     documents = declared(settings, "documents")
     _require_one_partition(settings, documents)
-    table = app.Table(TABLE_NAME, default=None, partitions=1, key_type=str, value_type=bytes)
+    table = app.Table(TABLE_NAME, default=None, partitions=1, key_type=str, value_type=bytes,
+                      recovery_buffer_size=10_000, extra_topic_configs=CHANGELOG_CONFIG)
     ledger = pipeline.ledger_settings()
     chart = pipeline.load_chart()
     serde = AvroSerde()
@@ -84,6 +97,7 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Pos
                          "(changelog recovery included)", len(table), len(state.documents),
                          len(state.held), processor.store.applied, seconds)
             message = event.message
+            PROGRESS["offset"], PROGRESS["at"] = message.offset, time.monotonic()
             with telemetry.STEP_SECONDS.labels("posting").time():
                 results = processor.process(message.offset, message.key, message.value)
             for out in results:

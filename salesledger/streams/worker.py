@@ -9,9 +9,17 @@ sink stage runs :func:`salesledger.sinks.worker.run_sink`.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
+import time
 
 STAGES = ("assembly", "posting", "sink")
+#: Seconds a Faust worker may take to become ready (changelog recovery included) / may go
+#: without an event-loop tick before the watchdog exits the process for a restart.
+STARTUP_S_MAX = 240.0
+STALL_S_MAX = 120.0
+log = logging.getLogger(__name__)
 
 
 def run_stage(stage: str, loglevel: str = "info") -> int:
@@ -42,9 +50,65 @@ def run_stage(stage: str, loglevel: str = "info") -> int:
         assembly_agent.build(app, settings, pipeline)
     else:
         posting_agent.build(app, settings, pipeline)
+    _watchdog(app, progress=_posting_progress(settings) if stage == "posting" else None)
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0
+
+
+def _posting_progress(settings):  # noqa: ANN001, ANN202
+    """A check for the watchdog thread: True while the posting agent keeps taking records
+    (or none wait); False when records wait on the documents topic and the agent took none
+    for ``STALL_S_MAX`` (seen under load: the agent parked while Faust's loop still ticks)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from salesledger.streams.posting_agent import PROGRESS
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "group.id": "salesledger-watchdog", "enable.auto.commit": False})
+    tp = TopicPartition(settings.topic("documents"), 0)
+
+    def check() -> bool:
+        if time.monotonic() - PROGRESS["at"] < STALL_S_MAX:
+            return True
+        try:
+            _, high = consumer.get_watermark_offsets(tp, timeout=10)
+        except Exception:  # broker unreachable: not the agent's fault
+            return True
+        return high <= PROGRESS["offset"] + 1
+
+    return check
+
+
+def _watchdog(app, startup_s: float = STARTUP_S_MAX, stall_s: float = STALL_S_MAX,  # noqa: ANN001
+              progress=None) -> None:  # noqa: ANN001
+    """Exit the process (the supervisor restarts it) when the Faust worker does not become
+    ready within ``startup_s`` or its event loop stops ticking for ``stall_s``. Seen on this
+    stack: a start-up failure inside Faust/mode ("Future attached to a different loop") after
+    which the worker hangs in "Stopping..." forever instead of exiting."""
+    beat = {"ready": False, "at": time.monotonic()}
+
+    @app.timer(interval=1.0)
+    async def _alive() -> None:
+        beat["ready"], beat["at"] = True, time.monotonic()
+
+    def watch() -> None:
+        started = time.monotonic()
+        while True:
+            time.sleep(2.0)
+            now = time.monotonic()
+            if not beat["ready"] and now - started > startup_s:
+                log.error("worker not ready after %.0f s: exiting for a restart", startup_s)
+                os._exit(3)
+            if beat["ready"] and now - beat["at"] > stall_s:
+                log.error("event loop silent for %.0f s: exiting for a restart", stall_s)
+                os._exit(4)
+            if beat["ready"] and progress is not None and not progress():
+                log.error("records wait but the agent took none for %.0f s: exiting for a "
+                          "restart (the state table makes a restart safe)", stall_s)
+                os._exit(5)
+
+    threading.Thread(target=watch, name="salesledger-watchdog", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:

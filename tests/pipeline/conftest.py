@@ -27,7 +27,7 @@ from psycopg import sql
 
 from salesledger.config import Settings
 
-DEADLINE_S = 240.0
+DEADLINE_S = 480.0  # generous: a worker stuck at start-up is restarted by its watchdog after 240 s
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -150,7 +150,15 @@ def _drop_pipeline(pipeline: Pipeline, settings: Settings, kafka_admin) -> None:
         from salesledger import connect
         from salesledger.salesdb.capture import drop_slot
 
-        connect.ConnectClient(settings.connect_url).delete(pipeline.connector)
+        client, deadline = connect.ConnectClient(settings.connect_url), time.monotonic() + 180
+        while True:  # Connect may be restarting (another test kills it): wait, then delete
+            try:
+                client.delete(pipeline.connector)
+                break
+            except connect.ConnectError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
         drop_slot(settings.dsn("sales", "cdc"), pipeline.slot, timeout_s=120)
     topics = [t for t in kafka_admin.list_topics(timeout=30).topics
               if t.startswith(pipeline.prefix + ".") or t.startswith(pipeline.prefix + "-")
@@ -174,6 +182,10 @@ def _drop_pipeline(pipeline: Pipeline, settings: Settings, kafka_admin) -> None:
             sql.Identifier(pipeline.schema)))
     for path in pipeline.settings.log_dir.glob(f"worker-{pipeline.prefix}-*.log"):
         path.unlink()  # a failing test has already shown their tails
+    import shutil
+
+    for path in (pipeline.settings.stack_dir / "faust").glob(f"{pipeline.prefix}-*"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -141,10 +141,13 @@ def simulate(documents_n: int, seed: int = 7) -> list[bytes]:
         at = t0 + dt.timedelta(seconds=7 * i)
         day = at.date()
         roll = rng.random()
-        if i % 30 == 0 or roll < 0.03:  # about as many units received as sold
+        # Stock stays ample: no document is held for stock, because the engine retries held
+        # documents in the order of its held map (immutables.Map: hash order, which depends
+        # on PYTHONHASHSEED) -- a reference run in another process could differ.
+        if i % 12 == 0 or roll < 0.08:
             doc = GoodsReceipt(id=f"GR{i}", number=f"GR-{i}", date=day, currency="AZN",
                                supplier="S1", warehouse="W1", lines=tuple(
-                                   ReceiptLine(sku=sku, qty=Decimal(rng.randint(15, 40)),
+                                   ReceiptLine(sku=sku, qty=Decimal(rng.randint(20, 60)),
                                                unit_cost=Decimal(rng.randint(300, 900)) / 100,
                                                vat_rate=Decimal(18))
                                    for sku in rng.sample(skus, 3)))

@@ -31,7 +31,7 @@ from tests.pipeline.helpers import (
 
 DOCUMENTS_N = 1500
 KILLS = 3
-DEADLINE_S = 420.0
+DEADLINE_S = 600.0
 
 
 def _hash(pipeline) -> tuple[str, int, int]:
