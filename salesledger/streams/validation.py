@@ -12,8 +12,9 @@ would emit through :meth:`DocumentValidator.validate`; a failure is a :class:`Va
 ``unknown_sku``                  a line of a SKU not in ``sales.products``
 ``unknown_unit``                 a line's product has a unit not in ``sales.units``
 ``non_positive_quantity``        a line quantity of zero or below
-``vat_rate_not_allowed``         an invoice / receipt line's VAT rate differs from the
-                                 product's ``vat_rate``
+``vat_rate_not_allowed``         an invoice line's VAT rate differs from the product's
+                                 ``vat_rate`` (a goods receipt's VAT is the supplier's:
+                                 not checked)
 ``missing_exchange_rate``        a currency other than the functional one without a rate in
                                  ``sales.currency_rates`` on the document date or in the
                                  ``rate_max_age_days`` before it (the engine's rule)
@@ -316,7 +317,7 @@ class DocumentValidator:
                 return "unknown_unit", f"SKU {line.sku!r} has unit {product.unit!r}, not a known unit"
             if line.qty <= 0:
                 return "non_positive_quantity", f"SKU {line.sku!r}: quantity {line.qty}"
-            rate = getattr(line, "vat_rate", None)
+            rate = line.vat_rate if isinstance(doc, Invoice) else None
             if rate is not None and rate != product.vat_rate:
                 return ("vat_rate_not_allowed",
                         f"SKU {line.sku!r}: VAT {rate} %, the product allows {product.vat_rate} %")

@@ -93,6 +93,26 @@ def _insert_step(conn, kind: str, doc: dict, t: Tagger) -> None:
             raise AssertionError(f"step kind {kind!r} not driven by SQL in this test")
 
 
+def _insert_master_data(conn, case: dict, t: Tagger) -> None:
+    """The case's customers and products (tagged; unit pcs, VAT rate of its invoice lines):
+    assembly validates documents against master data (salesledger.streams.validation)."""
+    docs = [doc for step in case["when"] for doc in step.values() if isinstance(doc, dict)]
+    stock = (case.get("given") or {}).get("stock") or []
+    rates = {line["sku"]: Decimal(str(line.get("vat_rate", 18)))
+             for doc in docs for line in doc.get("lines") or [] if "unit_price" in line}
+    skus = {line["sku"] for doc in docs for line in doc.get("lines") or []} | {
+        layer["sku"] for layer in stock}
+    with conn.transaction():
+        conn.execute("INSERT INTO sales.units (code, name) VALUES ('pcs', 'pieces') "
+                     "ON CONFLICT DO NOTHING")
+        for customer in {doc["customer"] for doc in docs if doc.get("customer")}:
+            conn.execute("INSERT INTO sales.customers (code, name) VALUES (%s, %s)",
+                         (t(customer), customer))
+        for sku in sorted(skus):
+            conn.execute("INSERT INTO sales.products (sku, name, unit, vat_rate) "
+                         "VALUES (%s, %s, 'pcs', %s)", (t(sku), sku, rates.get(sku, Decimal(18))))
+
+
 def _run_case(conn, case: dict, t: Tagger) -> set[str]:
     steps = [next(iter(step.items())) for step in case["when"]]
     first = min(dt.date.fromisoformat(str(doc["date"])) for _, doc in steps)
@@ -135,10 +155,12 @@ def _stored(pipeline, numbers: set[str]) -> Counter:
 def test_golden_G01_G04_G06_through_the_real_pipeline(captured_pipeline, pg_connect):
     pipeline = captured_pipeline
     sales = pg_connect("sales")
+    cases = [(case_id, _case(case_id), Tagger()) for case_id in CASES]
+    for _, case, tagger in cases:
+        _insert_master_data(sales, case, tagger)
     pipeline.start(workers=1)
     runs = []
-    for case_id in CASES:
-        case, tagger = _case(case_id), Tagger()
+    for case_id, case, tagger in cases:
         numbers = _run_case(sales, case, tagger)
         runs.append((case_id, numbers, _expected(case, tagger)))
     for case_id, numbers, expected in runs:
