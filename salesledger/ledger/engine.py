@@ -240,11 +240,21 @@ def _retry_held(state, result, document, settings, chart):
     return state, result
 
 
+def _queue_order(item: HeldItem) -> tuple:
+    """The held queue's order, independent of the map's iteration (``immutables.Map`` iterates
+    in hash order, which changes with ``PYTHONHASHSEED``): source commit time, then version
+    (the commit LSN in the pipeline), then document date and key. Retrying in this order keeps
+    the ledger deterministic across processes."""
+    since = item.since
+    return (since is None, since.timestamp() if since is not None else 0, item.document.version,
+            item.document.date.isoformat(), item.document_key)
+
+
 def _retry_reason(state, result, reason, settings, chart):
     """Post again the held items held for ``reason``; their results go to ``result.also``."""
     also = list(result.also)
-    for key in [k for k, h in state.held.items() if h.reason == reason][:HELD_RETRY_MAX]:
-        item = state.held[key]
+    waiting = sorted((h for h in state.held.values() if h.reason == reason), key=_queue_order)
+    for item in waiting[:HELD_RETRY_MAX]:
         new_state, res = _post_once(state, item.document, settings, chart, released=False)
         if res.status == "posted":
             state = new_state
