@@ -216,11 +216,21 @@ def faust_sensor(app, stage: str):
     from faust.sensors import Sensor
 
     def refresh() -> None:
-        owned = {(tp.topic, tp.partition) for tp in list(app.consumer.assignment())}
+        # Runs in the HTTP server's thread at each scrape. ``app.consumer`` is created lazily,
+        # and creating it here would bind its consumer thread to a new event loop of this
+        # thread ("Future attached to a different loop" at worker start-up): read only a
+        # consumer the worker's own loop has already created.
+        consumer = app._consumer
+        if consumer is None:
+            return
+        try:
+            owned = {(tp.topic, tp.partition) for tp in list(consumer.assignment())}
+        except Exception:  # consumer thread not started yet / being rebalanced
+            return
         PARTITIONS.retain(stage, owned)
         for topic, partition in owned:
             seen = PARTITIONS.next_offset(stage, topic, partition)
-            high = app.consumer.highwater(_tp(topic, partition))
+            high = consumer.highwater(_tp(topic, partition))
             if seen is not None and high is not None:
                 PARTITIONS.observe(stage, topic, partition, seen, high)
 
