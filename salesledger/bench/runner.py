@@ -97,7 +97,11 @@ def bench_env(settings: Settings) -> dict[str, str]:
     ledger settings (so only the namespace differs from the demo's run configuration)."""
     from salesledger.demo.settings import load_demo_settings, record_pipeline_settings
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SALESLEDGER_")}
+    # The caller's pipeline / sink / ledger settings are dropped (the bench runs the demo's);
+    # where the stack is (ports, stack dir, credentials: fields of Settings) is kept.
+    stack_keys = {f"SALESLEDGER_{name.upper()}" for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SALESLEDGER_") or k in stack_keys}
     env.update(record_pipeline_settings(settings, load_demo_settings()))
     env.update({"SALESLEDGER_PROFILE": "test", "SALESLEDGER_TEST_TOPIC_PREFIX": PREFIX,
                 "SALESLEDGER_TEST_DATABASES": json.dumps(DATABASES),
@@ -598,5 +602,5 @@ def differing_settings(settings: Settings, options: BenchOptions) -> dict[str, A
                         "20 % VAT included (run: Online Retail slice)",
             "workers": options.workers, "lines": options.lines,
             "freshness_s_per_rate": options.freshness_s,
-            "worker_environment": "SALESLEDGER_* of the caller not passed on (defaults)",
+            "worker_environment": "the caller's SALESLEDGER_* stack settings (ports, stack dir, credentials) kept; pipeline, sink and ledger settings are the demo's",
             "durability": durability}
