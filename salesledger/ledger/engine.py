@@ -26,7 +26,7 @@ from typing import Any
 
 from salesledger.ledger import postings
 from salesledger.ledger.charts import Chart
-from salesledger.ledger.errors import InvalidDocument, LedgerError, SettingsError
+from salesledger.ledger.errors import BeforeGolive, InvalidDocument, KindDisabled, LedgerError, SettingsError
 from salesledger.ledger.model import (
     Deletion,
     DocumentRef,
@@ -78,7 +78,9 @@ def post(
         if document is None:
             return state, PostingResult(status="ignored")
     if document.doc_type not in settings.document_kinds:
-        raise InvalidDocument(f"document kind {document.doc_type!r} is switched off", document=document.key, rule="settings.document_kinds")
+        raise KindDisabled(f"document kind {document.doc_type!r} is switched off", document=document.key, rule="settings.document_kinds")
+    if settings.golive_date is not None and document.doc_type != "opening_balance" and document.date <= settings.golive_date:
+        raise BeforeGolive(f"dated {document.date}, on or before go-live {settings.golive_date}", document=document.key, rule="settings.golive_date")
     key = document.key
     rec = state.documents.get(key)
     held = state.held.get(key)
@@ -120,6 +122,8 @@ def needed_keys(document: Any, record: DocumentRecord | None) -> dict[str, set]:
             keys["stock"].add((line.sku, warehouse))
         for line in getattr(doc, "stock", ()):
             keys["stock"].add((line.sku, line.warehouse))
+        for item in getattr(doc, "receivables", ()) + getattr(doc, "advances", ()):
+            keys["customers"].add(item.customer)
         if getattr(doc, "customer", None) is not None:
             keys["customers"].add(doc.customer)
         if getattr(doc, "against", None) is not None:

@@ -31,6 +31,19 @@ class InvalidDocument(LedgerError):
     reason = "invalid_document"
 
 
+class KindDisabled(InvalidDocument):
+    """The document's kind is not in ``LedgerSettings.document_kinds`` (not rolled out yet)."""
+
+    reason = "kind_disabled"
+
+
+class BeforeGolive(InvalidDocument):
+    """The document is dated on or before ``LedgerSettings.golive_date``: its effect is in the
+    go-live opening balance, so it is not posted."""
+
+    reason = "before_golive"
+
+
 class UnknownRole(LedgerError):
     """A posting rule needs an account role the chart does not define."""
 

@@ -159,6 +159,30 @@ class OpeningStockLine:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OpeningReceivable:
+    """An open receivable at go-live: ``customer`` still owes ``amount`` (functional currency,
+    > 0) on invoice ``document`` dated ``document_date``, due on ``due_date``. Later payments
+    and returns settle it by that invoice number like any open item."""
+
+    customer: str
+    document: str
+    document_date: dt.date
+    due_date: dt.date
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpeningAdvance:
+    """A customer advance at go-live: the unallocated ``amount`` (functional currency, > 0) of
+    payment ``payment`` of ``customer``, received on ``received``; later invoices draw on it."""
+
+    customer: str
+    payment: str
+    received: dt.date
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Document:
     """Fields every document version has.
 
@@ -257,12 +281,15 @@ class WriteOff(Document):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OpeningBalance(Document):
-    """Opening stock (Dr inventory / Cr the technical opening-balance account ``000``).
-    Exempt from period locks."""
+    """Opening balances (against the technical opening-balance account ``000``): stock
+    (Dr inventory), open receivables per invoice (Dr receivable) and customer advances per
+    payment (Cr customer_advances). Exempt from period locks and from ``golive_date``."""
 
     doc_type: ClassVar[str] = "opening_balance"
 
     stock: tuple[OpeningStockLine, ...]
+    receivables: tuple[OpeningReceivable, ...] = ()
+    advances: tuple[OpeningAdvance, ...] = ()
 
 
 AnyDocument = Union[Invoice, Payment, SalesReturn, GoodsReceipt, WriteOff, OpeningBalance]

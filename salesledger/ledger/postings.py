@@ -719,7 +719,9 @@ def post_write_off(tx: Tx, wo: WriteOff, day: dt.date, rate: Decimal | None) -> 
 
 
 def post_opening(tx: Tx, ob: OpeningBalance) -> None:
-    """Opening stock: Dr inventory / Cr the technical account ``000``; exempt from locks."""
+    """Opening balances against the technical account ``000``, exempt from locks: stock
+    (Dr inventory, a cost layer each), open receivables (Dr receivable, an open item per
+    invoice with its due date), customer advances (Cr customer_advances per payment)."""
     r = tx.settings.round
     lines = []
     inv = tx.chart.account("inventory", rule="opening", document=ob.key)
@@ -730,7 +732,27 @@ def post_opening(tx: Tx, ob: OpeningBalance) -> None:
         for account, debit, credit in ((inv, value, ZERO), (opening, ZERO, value)):
             lines.append(JournalLine(account=account, debit=debit, credit=credit, currency=tx.currency, branch=ob.branch, warehouse=sl.warehouse, sku=sl.sku))
     entry = tx.raw_entry("opening", "opening_balance", ob.date, tuple(lines))
-    tx.own.update(posted=True, accounting_date=ob.date, entries=tuple(e for e in (entry,) if e))
+    money = tx.raw_entry("opening.money", "opening_balance", ob.date, _opening_money_lines(tx, ob, opening))
+    tx.own.update(posted=True, accounting_date=ob.date, entries=tuple(e for e in (entry, money) if e))
+
+
+def _opening_money_lines(tx: Tx, ob: OpeningBalance, opening: str) -> tuple[JournalLine, ...]:
+    """Open items and advances of ``ob`` into the customers' accounts; their journal lines."""
+    receivable = tx.chart.account("receivable", rule="opening", document=ob.key)
+    advances = tx.chart.account("customer_advances", rule="opening", document=ob.key)
+    lines = []
+    for item in ob.receivables:
+        amount = tx.settings.round(item.amount)
+        tx.open_item(item.customer, item.document, item.document_date, item.due_date)
+        tx.item_post(item.customer, item.document, ob.date, amount, "opening_balance")
+        lines += [JournalLine(account=receivable, debit=amount, credit=ZERO, currency=tx.currency, branch=ob.branch, customer=item.customer, open_item=item.document),
+                  JournalLine(account=opening, debit=ZERO, credit=amount, currency=tx.currency, branch=ob.branch, customer=item.customer)]
+    for adv in ob.advances:
+        amount = tx.settings.round(adv.amount)
+        tx.advance_post(adv.customer, adv.payment, ob.date, amount, "opening_balance")
+        lines += [JournalLine(account=opening, debit=amount, credit=ZERO, currency=tx.currency, branch=ob.branch, customer=adv.customer),
+                  JournalLine(account=advances, debit=ZERO, credit=amount, currency=tx.currency, branch=ob.branch, customer=adv.customer, advance=adv.payment)]
+    return tuple(lines)
 
 
 # --------------------------------------------------------------------------- reversals

@@ -44,7 +44,12 @@ class LedgerSettings(BaseModel):
       changes of documents whose period is locked.
     - ``negative_stock``: ``hold`` (an issue beyond stock waits) | ``allow`` (cost at the last
       known unit cost; the next receipt posts the difference as ``cost_adjustment``).
-    - ``document_kinds``: document types the engine posts; others are refused.
+    - ``document_kinds``: document types the engine posts (switch kinds on one by one when rolling
+      out); a document of another kind is refused with reason ``kind_disabled`` (a dead letter
+      in the pipeline, never dropped silently).
+    - ``golive_date``: go-live cut-off (None: none). A document dated on or before it is refused
+      with reason ``before_golive`` (a dead letter: counted, never posted); its balances come in
+      the ``opening_balance`` document that ``salesledger golive`` posts, which is exempt.
     - ``rate_max_age_days``: how old the latest exchange rate may be (days) for a document date.
     - ``card_role``: the account role a ``card`` payment debits: ``bank`` (default: card acquiring
       settles to the bank account, net of fees booked by the bank statement) | ``cash`` |
@@ -67,6 +72,7 @@ class LedgerSettings(BaseModel):
     document_kinds: frozenset[str] = frozenset(ALL_DOCUMENT_KINDS)
     rate_max_age_days: int = Field(default=7, ge=0, le=366)
     card_role: str = Field(default="bank", pattern=r"^[a-z][a-z0-9_]*$")
+    golive_date: dt.date | None = None
 
     @field_validator("functional_currency")
     @classmethod

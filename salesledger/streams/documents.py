@@ -3,7 +3,8 @@
 ``{prefix}.documents`` carries, in source commit order, two kinds of record (single-object
 Avro, :mod:`salesledger.streams.serde`):
 
-- ``salesledger.SalesDocumentEvent`` (``schemas/sales_document.v2.avsc``; v2 adds the invoice line ``kind``): one whole document
+- ``salesledger.SalesDocumentEvent`` (``schemas/sales_document.v3.avsc``; v2 adds the invoice line ``kind``, v3 the opening
+  balance's ``receivables`` and ``advances``): one whole document
   as of one source transaction, from :class:`~salesledger.streams.assembly.DocumentEvent`;
 - ``salesledger.PeriodAction`` (``schemas/period_action.v1.avsc``): ``period lock`` / ``period
   unlock`` / ``held release`` from the CLI. They travel on the same one-partition topic so the
@@ -30,6 +31,8 @@ from salesledger.ledger.model import (
     Invoice,
     InvoiceLine,
     OpeningBalance,
+    OpeningAdvance,
+    OpeningReceivable,
     OpeningStockLine,
     Payment,
     ReceiptLine,
@@ -113,7 +116,9 @@ def _body(document: AnyDocument) -> dict[str, Any]:
         return {"warehouse": document.warehouse, "reason": document.reason,
                 "lines": [dataclasses.asdict(line) for line in document.lines]}
     if isinstance(document, OpeningBalance):
-        return {"stock": [dataclasses.asdict(line) for line in document.stock]}
+        return {"stock": [dataclasses.asdict(line) for line in document.stock],
+                "receivables": [dataclasses.asdict(item) for item in document.receivables],
+                "advances": [dataclasses.asdict(adv) for adv in document.advances]}
     raise TypeError(f"not a document: {type(document).__name__}")
 
 
@@ -161,7 +166,9 @@ def _fields_from_body(doc_type: str, body: dict[str, Any]) -> dict[str, Any]:
         return {"warehouse": body["warehouse"], "reason": body["reason"],
                 "lines": tuple(WriteOffLine(**line) for line in body["lines"])}
     if doc_type == "opening_balance":
-        return {"stock": tuple(OpeningStockLine(**line) for line in body["stock"])}
+        return {"stock": tuple(OpeningStockLine(**line) for line in body["stock"]),
+                "receivables": tuple(OpeningReceivable(**i) for i in body.get("receivables", ())),
+                "advances": tuple(OpeningAdvance(**a) for a in body.get("advances", ()))}
     raise NotADocumentRecord(f"unknown document type {doc_type!r}")
 
 
