@@ -35,7 +35,17 @@ Rules (issue "Capture", field case CDC-11):
    the transaction (strictly increasing per document); the event index is the position of the
    document's last row change in the transaction (``total_order``), which orders the documents
    of one transaction. Snapshot documents use the snapshot's LSN and a running index.
-6. Re-delivered events (CDC-09: a connector restart re-sends from its last committed offset)
+6. Master data before the documents of its transaction: with a validator, a transaction that
+   has document rows and also master-data rows (:data:`~salesledger.streams.validation.
+   MASTER_TABLES`: a customer and the invoice to it, inserted together) waits until those
+   master rows were applied too — each master table counts as done when all the rows the END
+   announces for it have arrived, or a row of that table from a later transaction did
+   (``source.sequence[0]`` at or above the commit LSN: the topic is past the transaction, so a
+   row compaction removed cannot hold it up). Master rows themselves are applied to the
+   validator as they arrive. While the agent rebuilds by replay (``master_wait`` False) nothing
+   waits: the validator is then seeded from the database and the replay's output is
+   suppressed.
+7. Re-delivered events (CDC-09: a connector restart re-sends from its last committed offset)
    are dropped: a row already buffered (same xid and ``total_order``), an END at or below the
    frontier (the commit LSN of the last END done), and a row of a done transaction (its xid is
    among the last ``applied_xids_max`` done, or its ``source.sequence[0]`` — the commit LSN of
@@ -68,7 +78,7 @@ from salesledger.ledger.model import (
 )
 from salesledger.streams.cdc import UNAVAILABLE, ChangeEvent, Op, Row, TransactionEvent
 from salesledger.streams.deadletter import RejectedRecord
-from salesledger.streams.validation import DocumentValidator
+from salesledger.streams.validation import MASTER_TABLES, DocumentValidator
 
 DocumentOperation = Literal["created", "changed", "cancelled", "deleted"]
 
@@ -194,6 +204,8 @@ class _PendingTx:
     end: TransactionEvent | None = None
     commit_lsn: int = -1
     expected: int = 0  # rows of ``tables`` the END announces
+    master_expected: tuple[tuple[str, int], ...] = ()  # (master table, rows) the END announces
+    master_seen: dict[int, str] = field(default_factory=dict)  # total_order -> master table
 
 
 def _xid_of(event: ChangeEvent) -> int:
@@ -229,8 +241,9 @@ class DocumentAssembler:
     ``functional_currency`` is given to documents without a currency column (write-offs).
     ``validator`` (optional): every version about to be emitted is checked first and becomes a
     :class:`DocumentRejected` (with the version) when invalid; the validator's master data is
-    kept by the rows of the master-data tables (applied as they arrive, not waited for) and
-    gives invoice lines their ``kind``.
+    kept by the rows of the master-data tables (applied as they arrive; a transaction's
+    documents wait for the master rows of the same transaction, rule 6) and gives invoice
+    lines their ``kind``. ``master_wait`` (default True) turns rule 6 off while False.
     """
 
     def __init__(self, *, functional_currency: str = "AZN",
@@ -257,6 +270,8 @@ class DocumentAssembler:
         self._snapshot_index = 0
         self._snapshot_source: SourcePosition | None = None
         self.validator = validator
+        self.master_wait = True
+        self._master_frontier: dict[str, int] = {}  # master table -> highest sequence[0] seen
 
     # ---- input -----------------------------------------------------------------------------
 
@@ -269,6 +284,7 @@ class DocumentAssembler:
         if event.op in (Op.TRUNCATE, Op.MESSAGE) or event.source.qualified_table not in self.tables:
             if self.validator is not None:
                 self.validator.master.apply(event)  # master data: current as it arrives
+                return self._on_master_row(event)
             return []
         if event.transaction is None:
             return self._on_snapshot_row(event)
@@ -302,6 +318,8 @@ class DocumentAssembler:
             pending.end = event
             pending.commit_lsn = commit_lsn
             pending.expected = sum(n for table, n in event.data_collections if table in self.tables)
+            pending.master_expected = tuple((table, n) for table, n in event.data_collections
+                                            if table in MASTER_TABLES and n > 0)
             self._commit_queue.append(xid)
         return self._drain()
 
@@ -350,14 +368,14 @@ class DocumentAssembler:
             xid = self._commit_queue[0]
             pending = self._pending[xid]
             assert pending.end is not None
-            if len(pending.rows) < pending.expected:
+            if len(pending.rows) < pending.expected or not self._master_done(pending):
                 break
             assert len(pending.rows) == pending.expected, (
                 f"transaction {pending.end.id}: {len(pending.rows)} events, END says "
                 f"{pending.expected}")
             self._commit_queue.popleft()
             del self._pending[xid]
-            self._pending_events -= len(pending.rows)
+            self._pending_events -= len(pending.rows) + len(pending.master_seen)
             assert pending.commit_lsn > self._frontier_lsn, "ENDs arrive in commit order"
             self._frontier_lsn = pending.commit_lsn
             if len(self._applied_xids) == self._applied_xids.maxlen:
@@ -368,6 +386,38 @@ class DocumentAssembler:
                 out.extend(self.flush_snapshot())
                 out.extend(self._apply_transaction(pending))
         return out
+
+    def _on_master_row(self, event: ChangeEvent) -> list[Emitted]:
+        """Count a streamed master-data row (already applied to the validator) for rule 6."""
+        table = event.source.qualified_table
+        if event.transaction is None or table not in MASTER_TABLES or \
+                event.op in (Op.TRUNCATE, Op.MESSAGE):
+            return []
+        sequence = event.source.sequence
+        if sequence and sequence[0] is not None and \
+                sequence[0] > self._master_frontier.get(table, -1):
+            self._master_frontier[table] = sequence[0]
+        xid = _xid_of(event)
+        if not self._already_applied(event, xid):
+            pending = self._pending_tx(xid)
+            if event.transaction.total_order not in pending.master_seen:
+                if self._pending_events >= self.pending_events_max:
+                    raise AssemblyOverflow(f"{self._pending_events} buffered row events")
+                pending.master_seen[event.transaction.total_order] = table
+                self._pending_events += 1
+        return self._drain()
+
+    def _master_done(self, pending: _PendingTx) -> bool:
+        """Rule 6: no document of ``pending`` needs master rows that have not arrived."""
+        if not (pending.expected and pending.master_expected and self.master_wait
+                and self.validator is not None):
+            return True
+        for table, n in pending.master_expected:
+            if self._master_frontier.get(table, -1) >= pending.commit_lsn:
+                continue  # a later transaction's row of this table arrived: ours are behind
+            if sum(1 for seen in pending.master_seen.values() if seen == table) < n:
+                return False
+        return True
 
     def _apply_transaction(self, pending: _PendingTx) -> list[Emitted]:
         assert pending.end is not None

@@ -34,11 +34,13 @@ master-data CDC events; invoices and accepted returns are remembered in
 :class:`DocumentsView` (every emitted invoice, valid or not — it exists in the sales program —
 but only accepted returns, since a rejected return took nothing back).
 
-Timing: master-data rows are applied when they arrive, not held back with their transaction
-(their topics are compacted, so a rebuild could wait forever for a row compaction removed). A
-product inserted in the same source transaction as a document using it may therefore arrive
-after the document is complete: the document is then dead-lettered (``unknown_sku``) and
-``salesledger dlq retry`` posts it. Master data is normally created before it is used.
+Timing: master-data rows are applied when they arrive. A document of a source transaction
+that also writes master data (a new customer and its first invoice in one transaction) is
+validated only after that transaction's master rows were applied (assembly rule 6: the
+assembler waits for the master rows the END marker announces, or for a row of the same table
+from a later transaction — the master topics are compacted, so a row compaction removed never
+holds a document back). During the rebuild replay nothing waits (the validator is seeded from
+the database then).
 
 Pure: no Kafka, Faust or database import; state in memory.
 """

@@ -71,3 +71,86 @@ def test_without_a_validator_nothing_is_checked():
     out = feed(DocumentAssembler(), Tx(2, 200).row("invoices", "c", header())
                .row("invoice_lines", "c", line(1, sku="GHOST")))
     assert [type(e) for e in out] == [DocumentEvent]
+
+
+def customer(customer_id: int, code: str) -> dict:
+    return {"customer_id": customer_id, "code": code, "name": code, "tax_id": None,
+            "payment_terms_days": 30, "vat_payer": False, "country": None, "created_at": None}
+
+
+def _new_customer_product_and_invoice() -> Tx:
+    """One source transaction: a new customer, a new product and an invoice using both."""
+    return (Tx(2, 200, previous_commit=100).row("customers", "c", customer(9, "NEWC"))
+            .row("products", "c", product(9, "NEWSKU"))
+            .row("invoices", "c", header(1, "INV-NEW", customer_code="NEWC"))
+            .row("invoice_lines", "c", line(1, 1, sku="NEWSKU")))
+
+
+def _in_order(a: DocumentAssembler, tx: Tx, order: list[int]) -> list:
+    """Feed ``tx``'s END first, then its rows in ``order`` (as the topics may interleave)."""
+    out = a.on_transaction(tx.end())
+    for i in order:
+        out += a.on_change(tx.events[i])
+    return out
+
+
+def test_master_data_of_the_same_transaction_is_applied_before_its_documents_are_validated():
+    a = assembler()
+    feed(a, master_tx(1, 100))
+    # the document rows and the END arrive before the customer's and the product's rows
+    out = _in_order(a, _new_customer_product_and_invoice(), [2, 3])
+    assert out == [] and a.pending_transactions == 1  # waits for the announced master rows
+    assert _in_order_rest(a, _new_customer_product_and_invoice(), [0]) == []
+    out = _in_order_rest(a, _new_customer_product_and_invoice(), [1])
+    assert [(type(e), e.key) for e in out] == [(DocumentEvent, "invoice:INV-NEW")]
+    assert a.pending_transactions == 0
+
+
+def _in_order_rest(a: DocumentAssembler, tx: Tx, order: list[int]) -> list:
+    out = []
+    for i in order:
+        out += a.on_change(tx.events[i])
+    return out
+
+
+def test_master_rows_in_any_interleaving_never_dead_letter_their_transactions_document():
+    import itertools
+
+    for order in itertools.permutations(range(4)):
+        a = assembler()
+        feed(a, master_tx(1, 100))
+        out = _in_order(a, _new_customer_product_and_invoice(), list(order))
+        assert [(type(e), e.key) for e in out] == [(DocumentEvent, "invoice:INV-NEW")], order
+        assert a.pending_transactions == 0
+
+
+def test_a_later_row_of_the_master_table_releases_a_transaction_whose_row_compaction_removed():
+    a = assembler()
+    feed(a, master_tx(1, 100))
+    tx = _new_customer_product_and_invoice()
+    out = _in_order(a, tx, [1, 2, 3])  # the customer row was compacted away
+    assert out == []
+    # a later transaction's row of sales.customers (sequence[0] = our commit LSN): the topic is
+    # past our transaction; its END follows ours
+    later = Tx(3, 300, previous_commit=200).row("customers", "c", customer(9, "NEWC"))
+    out = a.on_change(later.events[0])
+    assert [(type(e), e.key) for e in out] == [(DocumentEvent, "invoice:INV-NEW")]
+    assert a.on_transaction(later.end()) == [] and a.pending_transactions == 0
+
+
+def test_without_master_wait_the_document_is_validated_at_once():
+    a = assembler()
+    a.master_wait = False  # as during the rebuild replay
+    feed(a, master_tx(1, 100))
+    out = _in_order(a, _new_customer_product_and_invoice(), [2, 3])
+    assert len(out) == 1 and isinstance(out[0], DocumentRejected)
+    assert out[0].error.reason == "unknown_customer"
+
+
+def test_a_master_only_transaction_never_waits_and_leaves_nothing_pending():
+    a = assembler()
+    tx = master_tx(1, 100, product(1, "A"))
+    assert a.on_transaction(tx.end()) == [] and a.pending_transactions == 0
+    for event in tx.events:  # rows after their END was applied: re-deliveries, dropped
+        assert a.on_change(event) == []
+    assert a.pending_transactions == 0
