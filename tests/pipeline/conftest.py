@@ -226,6 +226,12 @@ def sales_dsn(settings) -> str:
 @pytest.fixture
 def captured_pipeline(pipeline: Pipeline, sales_dsn: str) -> Pipeline:
     """:func:`pipeline` plus its own Debezium connector and slot on ``sales_test``."""
+    return attach_connector(pipeline, sales_dsn)
+
+
+def attach_connector(pipeline: Pipeline, sales_dsn: str) -> Pipeline:
+    """Register ``pipeline``'s own Debezium connector and slot on ``sales_test`` (removed with
+    the pipeline) and wait until the slot is active; returns ``pipeline``."""
     from salesledger import connect
     from salesledger.salesdb.capture import slot_info
 
