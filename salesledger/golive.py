@@ -1,0 +1,446 @@
+"""Go-live on a sales database that already has history: the opening balances as of a date.
+
+``salesledger golive --date D`` reads the **source** (schema ``sales`` of the sales database,
+``deploy/sql/sales``; only ``posted`` documents dated on or before D count, drafts and cancelled
+ones never) and builds one :class:`~salesledger.ledger.model.OpeningBalance` numbered
+``OB-golive-<D>`` dated D, in the ledger's functional currency:
+
+- **stock per SKU and warehouse at cost.** Quantity on hand = opening stock (the latest
+  snapshot with ``as_of`` ≤ D of the loaders' ``salesledger_data.opening_stock``, when that
+  table exists; documents dated on or before a snapshot are in it) + goods receipts + returns
+  − invoice lines − write-offs; services (``products.kind = 'service'``)
+  hold no stock. The source of cost is the ``unit_cost`` of the opening-stock rows and of the
+  goods-receipt lines (net of VAT) — invoices, returns and write-offs carry no cost. Costing
+  follows the engine's ``valuation`` setting:
+
+  * ``fifo``: the quantity on hand is the most recent receipt layers (newest first until the
+    quantity is covered); each remaining layer becomes one opening stock line at its own unit
+    cost, so the engine keeps the same FIFO queue. Returns count as un-issued units.
+  * ``moving_average``: receipts, returns, issues and write-offs in date order (within a day:
+    receipts, returns, then issues); a receipt merges at its cost, everything else moves at the
+    current average; one line per SKU and warehouse at the final average (4 decimals).
+
+  A layer's value is ``round(qty × unit_cost)`` (the ledger's rounding); a quantity on hand
+  ≤ 0 posts no line and is listed in :attr:`Opening.negative`.
+- **open receivables per invoice**: the invoice's gross (the engine's line figures) − payment
+  allocations − return credits dated on or before D, due on ``date + payment_terms_days``.
+  An item settled beyond its amount (a return after full payment) is an advance of the
+  customer keyed by the invoice number.
+- **customer advances per payment**: a posted payment's amount − its allocations to posted
+  invoices dated on or before D (what the sales program left unallocated).
+
+Every amount is taken as it stands in the source: a document in another currency than the
+ledger's is refused (:class:`GoliveError`), there is no conversion. ``branch`` restricts the
+go-live to one branch (phased roll-out): warehouses of that branch, invoices whose branch (or
+their warehouse's) is it, payments whose ``branch_code`` is it.
+
+The pure part (:func:`fifo_layers`, :func:`moving_average`, :func:`open_receivables`,
+:func:`open_advances`, :func:`opening_document`) imports no database client; :func:`read_source`
+runs the SQL and :func:`produce_opening` sends the document onto the documents topic like every
+other document, so the posting stage posts it (the engine's ``post_opening``). Documents dated
+on or before D are then refused by the engine with ``before_golive`` (``golive_date`` setting).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Iterable, Literal
+
+from salesledger.ledger.model import (
+    InvoiceLine,
+    OpeningAdvance,
+    OpeningBalance,
+    OpeningReceivable,
+    OpeningStockLine,
+)
+from salesledger.ledger.rules import line_figures
+from salesledger.ledger.settings import LedgerSettings
+
+ZERO = Decimal("0")
+UNIT_COST_QUANTUM = Decimal("0.0001")  # the contract's scale of unit costs
+LINES_MAX = 100_000  # opening stock lines / items / advances of one go-live, at most
+
+MovementKind = Literal["receipt", "return", "issue"]
+
+
+class GoliveError(Exception):
+    """The source cannot be taken over as it is (another currency, too many lines)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """One stock movement of the source: ``kind`` receipt (opening stock or goods receipt, with
+    ``unit_cost``) | return | issue (invoice line or write-off), ``qty`` > 0, on ``day``;
+    ``order`` sorts movements of one day (document number, line)."""
+
+    sku: str
+    warehouse: str
+    day: dt.date
+    kind: MovementKind
+    qty: Decimal
+    unit_cost: Decimal | None = None
+    order: tuple = ()
+    snapshot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInvoice:
+    """A posted invoice dated on or before D: header and lines (``sku, qty, unit_price,
+    discount_percent, vat_rate, line_no``)."""
+
+    number: str
+    customer: str
+    day: dt.date
+    terms_days: int
+    prices_include_vat: bool
+    lines: tuple[InvoiceLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceReturnLine:
+    """A returned quantity of ``sku`` against invoice ``against`` (``invoice_line_no`` or None:
+    the first invoice line of that SKU)."""
+
+    against: str
+    sku: str
+    qty: Decimal
+    invoice_line_no: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePayment:
+    """A posted payment dated on or before D and its allocations ``(invoice, amount)``."""
+
+    number: str
+    customer: str
+    day: dt.date
+    amount: Decimal
+    allocations: tuple[tuple[str, Decimal], ...]
+    in_scope: bool = True
+
+
+@dataclass
+class Source:
+    """What :func:`read_source` reads (every list in source order)."""
+
+    movements: list[Movement] = field(default_factory=list)
+    invoices: list[SourceInvoice] = field(default_factory=list)
+    returns: list[SourceReturnLine] = field(default_factory=list)
+    payments: list[SourcePayment] = field(default_factory=list)
+    posted_invoices: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """The go-live result: the document and what was left out (``negative``: (sku, warehouse,
+    qty) whose quantity on hand is ≤ 0)."""
+
+    document: OpeningBalance
+    negative: tuple[tuple[str, str, Decimal], ...] = ()
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and totals (decimal strings) for the CLI's report."""
+        r = self.document
+        stock_value = sum((_value(l.qty, l.unit_cost) for l in r.stock), ZERO)
+        return {"number": r.number, "date": r.date.isoformat(), "currency": r.currency,
+                "stock_lines": len(r.stock), "stock_value": str(stock_value),
+                "receivables": len(r.receivables),
+                "receivable_total": str(sum((i.amount for i in r.receivables), ZERO)),
+                "advances": len(r.advances),
+                "advance_total": str(sum((a.amount for a in r.advances), ZERO)),
+                "negative_stock": [[s, w, str(q)] for s, w, q in self.negative]}
+
+
+def _value(qty: Decimal, unit_cost: Decimal, settings: LedgerSettings | None = None) -> Decimal:
+    return (settings or LedgerSettings()).round(qty * unit_cost)
+
+
+# --------------------------------------------------------------------------- stock (pure)
+
+
+def fifo_layers(movements: Iterable[Movement]) -> tuple[list[tuple[Decimal, Decimal]], Decimal]:
+    """FIFO remainder of one SKU and warehouse: ``([(qty, unit_cost)] oldest first, on_hand)``.
+
+    On hand = Σ receipts + Σ returns − Σ issues; the layers are the newest receipts covering it
+    (the oldest of them cut to size). On hand beyond every receipt (more returned than issued)
+    takes the oldest receipt's cost. On hand ≤ 0: no layers.
+    """
+    moves = list(movements)
+    on_hand = sum((m.qty if m.kind != "issue" else -m.qty for m in moves), ZERO)
+    receipts = sorted((m for m in moves if m.kind == "receipt"), key=lambda m: (m.day, m.order))
+    if on_hand <= 0 or not receipts:
+        return [], on_hand
+    layers: list[tuple[Decimal, Decimal]] = []
+    need = on_hand
+    for m in reversed(receipts):
+        take = min(m.qty, need)
+        layers.append((take, m.unit_cost))
+        need -= take
+        if need == 0:
+            break
+    if need > 0:
+        layers.append((need, receipts[0].unit_cost))
+    layers.reverse()
+    return layers, on_hand
+
+
+_DAY_ORDER = {"receipt": 0, "return": 1, "issue": 2}
+
+
+def moving_average(movements: Iterable[Movement], settings: LedgerSettings) -> tuple[Decimal, Decimal]:
+    """Moving-average position of one SKU and warehouse: ``(qty, value)`` after every movement
+    in date order (module docstring). Issues beyond stock take the last average."""
+    qty, value, average = ZERO, ZERO, ZERO
+    for m in sorted(movements, key=lambda m: (m.day, _DAY_ORDER[m.kind], m.order)):
+        if m.kind == "receipt":
+            qty, value = qty + m.qty, value + settings.round(m.qty * m.unit_cost)
+            average = value / qty if qty > 0 else m.unit_cost
+        elif m.kind == "return":
+            qty, value = qty + m.qty, value + settings.round(m.qty * average)
+        else:
+            out = value if m.qty == qty else settings.round(m.qty * average)
+            qty, value = qty - m.qty, value - out
+    return qty, value
+
+
+def stock_lines(movements: Iterable[Movement], settings: LedgerSettings
+                ) -> tuple[tuple[OpeningStockLine, ...], tuple[tuple[str, str, Decimal], ...]]:
+    """Opening stock lines of every SKU and warehouse by ``settings.valuation`` (sorted by SKU,
+    warehouse), and the positions left out for a quantity ≤ 0."""
+    by_position: dict[tuple[str, str], list[Movement]] = defaultdict(list)
+    for m in movements:
+        by_position[(m.sku, m.warehouse)].append(m)
+    lines, negative = [], []
+    for (sku, warehouse), moves in sorted(by_position.items()):
+        if settings.valuation == "fifo":
+            layers, on_hand = fifo_layers(moves)
+        else:
+            on_hand, value = moving_average(moves, settings)
+            layers = [(on_hand, (value / on_hand).quantize(UNIT_COST_QUANTUM))] if on_hand > 0 else []
+        if on_hand < 0:
+            negative.append((sku, warehouse, on_hand))
+        if on_hand <= 0:
+            continue
+        lines += [OpeningStockLine(sku=sku, warehouse=warehouse, qty=q, unit_cost=c) for q, c in layers]
+    return tuple(lines), tuple(negative)
+
+
+# --------------------------------------------------------------------------- money (pure)
+
+
+def invoice_gross(invoice: SourceInvoice, settings: LedgerSettings) -> Decimal:
+    """Gross of an invoice by the engine's line figures (functional currency)."""
+    return sum((line_figures(l, invoice.prices_include_vat, settings, None).gross
+                for l in invoice.lines), ZERO)
+
+
+def return_credit(invoice: SourceInvoice, line: SourceReturnLine, settings: LedgerSettings) -> Decimal:
+    """Gross credit of a returned quantity at its invoice line's price (0 if the SKU is not on
+    the invoice)."""
+    match = [l for l in invoice.lines if (l.line_no == line.invoice_line_no if line.invoice_line_no
+                                           is not None else l.sku == line.sku)]
+    if not match:
+        return ZERO
+    sold = match[0]
+    returned = InvoiceLine(line_no=sold.line_no, sku=sold.sku, qty=line.qty, unit_price=sold.unit_price,
+                           vat_rate=sold.vat_rate, discount_percent=sold.discount_percent, kind=sold.kind)
+    return line_figures(returned, invoice.prices_include_vat, settings, None).gross
+
+
+def open_receivables(source: Source, settings: LedgerSettings
+                     ) -> tuple[tuple[OpeningReceivable, ...], tuple[OpeningAdvance, ...]]:
+    """Open items of the invoices in ``source.invoices`` (gross − allocations − return
+    credits), and the over-settled ones as advances keyed by the invoice number."""
+    settled: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for pay in source.payments:
+        for number, amount in pay.allocations:
+            settled[number] += amount
+    by_number = {inv.number: inv for inv in source.invoices}
+    for ret in source.returns:
+        if ret.against in by_number:
+            settled[ret.against] += return_credit(by_number[ret.against], ret, settings)
+    items, over = [], []
+    for inv in source.invoices:
+        left = invoice_gross(inv, settings) - settled[inv.number]
+        if left > 0:
+            items.append(OpeningReceivable(customer=inv.customer, document=inv.number, document_date=inv.day,
+                                           due_date=inv.day + dt.timedelta(days=inv.terms_days), amount=left))
+        elif left < 0:
+            over.append(OpeningAdvance(customer=inv.customer, payment=inv.number, received=inv.day, amount=-left))
+    return tuple(items), tuple(over)
+
+
+def open_advances(source: Source) -> tuple[OpeningAdvance, ...]:
+    """Unallocated part of every in-scope payment (allocations to posted invoices dated on or
+    before D count; others are not allocations)."""
+    out = []
+    for pay in source.payments:
+        if not pay.in_scope:
+            continue
+        allocated = sum((a for n, a in pay.allocations if n in source.posted_invoices), ZERO)
+        left = pay.amount - allocated
+        if left > 0:
+            out.append(OpeningAdvance(customer=pay.customer, payment=pay.number, received=pay.day, amount=left))
+    return tuple(out)
+
+
+def opening_document(source: Source, as_of: dt.date, settings: LedgerSettings) -> Opening:
+    """The ``OB-golive-<as_of>`` opening balance of ``source`` (module docstring).
+
+    Raises:
+        GoliveError: more than :data:`LINES_MAX` stock lines, items or advances.
+    """
+    stock, negative = stock_lines(source.movements, settings)
+    items, over = open_receivables(source, settings)
+    advances = over + open_advances(source)
+    for name, rows in (("stock lines", stock), ("receivables", items), ("advances", advances)):
+        if len(rows) > LINES_MAX:
+            raise GoliveError(f"{len(rows)} {name}: more than {LINES_MAX} in one opening balance")
+    number = f"OB-golive-{as_of.isoformat()}"
+    document = OpeningBalance(id=number, number=number, date=as_of, currency=settings.functional_currency,
+                              stock=stock, receivables=items, advances=advances)
+    return Opening(document=document, negative=negative)
+
+
+# --------------------------------------------------------------------------- SQL
+
+
+def _scope(branch: str | None, column: str) -> tuple[str, tuple]:
+    return ("", ()) if branch is None else (f" AND {column} = %s", (branch,))
+
+
+def read_source(conn: Any, as_of: dt.date, currency: str, branch: str | None = None) -> Source:
+    """Read ``source`` as of ``as_of`` from the sales database (a psycopg connection).
+
+    Raises:
+        GoliveError: a posted document dated on or before ``as_of`` in another currency.
+    """
+    other = conn.execute(
+        "SELECT 'invoice ' || number FROM sales.invoices WHERE status = 'posted' AND date <= %(d)s AND currency <> %(c)s"
+        " UNION ALL SELECT 'payment ' || number FROM sales.payments WHERE status = 'posted' AND date <= %(d)s AND currency <> %(c)s"
+        " UNION ALL SELECT 'goods receipt ' || number FROM sales.goods_receipts WHERE status = 'posted'"
+        " AND date <= %(d)s AND currency <> %(c)s LIMIT 5", {"d": as_of, "c": currency}).fetchall()
+    if other:
+        raise GoliveError(f"documents in another currency than {currency}: {[r[0] for r in other]}")
+    source = Source()
+    source.movements = _movements(conn, as_of, branch, currency)
+    where, args = _scope(branch, "coalesce(i.branch_code, w.branch_code)")
+    heads = conn.execute(
+        "SELECT i.invoice_id, i.number, i.customer_code, i.date, i.payment_terms_days, i.prices_include_vat"
+        " FROM sales.invoices i LEFT JOIN sales.warehouses w ON w.code = i.warehouse_code"
+        f" WHERE i.status = 'posted' AND i.date <= %s{where} ORDER BY i.date, i.number", (as_of, *args)).fetchall()
+    lines: dict[int, list[InvoiceLine]] = defaultdict(list)
+    for inv_id, no, sku, qty, price, disc, vat, kind in conn.execute(
+            "SELECT l.invoice_id, l.line_no, l.sku, l.qty, l.unit_price, l.discount_percent, l.vat_rate,"
+            " coalesce(p.kind, 'goods') FROM sales.invoice_lines l JOIN sales.invoices i USING (invoice_id)"
+            " LEFT JOIN sales.products p ON p.sku = l.sku WHERE i.status = 'posted' AND i.date <= %s"
+            " ORDER BY l.invoice_id, l.line_no", (as_of,)):
+        lines[inv_id].append(InvoiceLine(line_no=no, sku=sku, qty=qty, unit_price=price, vat_rate=vat,
+                                         discount_percent=disc, kind=kind))
+    source.invoices = [SourceInvoice(number=n, customer=c, day=d, terms_days=t, prices_include_vat=p,
+                                     lines=tuple(lines[i])) for i, n, c, d, t, p in heads]
+    source.posted_invoices = {r[0] for r in conn.execute(
+        "SELECT number FROM sales.invoices WHERE status = 'posted' AND date <= %s", (as_of,))}
+    source.returns = [SourceReturnLine(*row) for row in conn.execute(
+        "SELECT r.against_invoice_number, l.sku, l.qty, l.invoice_line_no FROM sales.return_lines l"
+        " JOIN sales.returns r USING (return_id) WHERE r.status = 'posted' AND r.date <= %s"
+        " ORDER BY r.date, r.number, l.line_no", (as_of,))]
+    source.payments = _payments(conn, as_of, branch)
+    return source
+
+
+def _payments(conn: Any, as_of: dt.date, branch: str | None) -> list[SourcePayment]:
+    allocations: dict[int, list[tuple[str, Decimal]]] = defaultdict(list)
+    for pay_id, number, amount in conn.execute(
+            "SELECT a.payment_id, a.invoice_number, a.amount FROM sales.payment_allocations a"
+            " JOIN sales.payments p USING (payment_id) WHERE p.status = 'posted' AND p.date <= %s"
+            " ORDER BY a.payment_id, a.line_no", (as_of,)):
+        allocations[pay_id].append((number, amount))
+    return [SourcePayment(number=n, customer=c, day=d, amount=a, allocations=tuple(allocations[i]),
+                          in_scope=branch is None or b == branch)
+            for i, n, c, d, a, b in conn.execute(
+                "SELECT payment_id, number, customer_code, date, amount, branch_code FROM sales.payments"
+                " WHERE status = 'posted' AND date <= %s ORDER BY date, number", (as_of,))]
+
+
+_MOVEMENTS_SQL = """
+SELECT l.sku, g.warehouse_code, g.date, 'receipt', l.qty, l.unit_cost, g.number, l.line_no
+  FROM sales.goods_receipt_lines l JOIN sales.goods_receipts g USING (goods_receipt_id)
+ WHERE g.status = 'posted' AND g.date <= %(d)s
+UNION ALL
+SELECT l.sku, r.warehouse_code, r.date, 'return', l.qty, NULL, r.number, l.line_no
+  FROM sales.return_lines l JOIN sales.returns r USING (return_id)
+  LEFT JOIN sales.products p ON p.sku = l.sku
+ WHERE r.status = 'posted' AND r.date <= %(d)s AND coalesce(p.kind, 'goods') = 'goods'
+UNION ALL
+SELECT l.sku, i.warehouse_code, i.date, 'issue', l.qty, NULL, i.number, l.line_no
+  FROM sales.invoice_lines l JOIN sales.invoices i USING (invoice_id)
+  LEFT JOIN sales.products p ON p.sku = l.sku
+ WHERE i.status = 'posted' AND i.date <= %(d)s AND coalesce(p.kind, 'goods') = 'goods'
+UNION ALL
+SELECT l.sku, o.warehouse_code, o.date, 'issue', l.qty, NULL, o.number, l.line_no
+  FROM sales.stock_write_off_lines l JOIN sales.stock_write_offs o USING (stock_write_off_id)
+ WHERE o.status = 'posted' AND o.date <= %(d)s
+"""
+
+_OPENING_STOCK_SQL = """
+SELECT sku, warehouse_code, as_of, 'receipt', qty, unit_cost, NULL, 0
+  FROM salesledger_data.opening_stock WHERE as_of <= %(d)s AND currency = %(c)s
+"""
+
+
+def _movements(conn: Any, as_of: dt.date, branch: str | None, currency: str) -> list[Movement]:
+    statement = _MOVEMENTS_SQL
+    if conn.execute("SELECT to_regclass('salesledger_data.opening_stock') IS NOT NULL").fetchone()[0]:
+        statement += " UNION ALL " + _OPENING_STOCK_SQL
+    in_branch = None
+    if branch is not None:
+        in_branch = {r[0] for r in conn.execute("SELECT code FROM sales.warehouses WHERE branch_code = %s", (branch,))}
+    out = []
+    for sku, warehouse, day, kind, qty, cost, number, line in conn.execute(statement, {"d": as_of, "c": currency}):
+        if in_branch is None or warehouse in in_branch:
+            out.append(Movement(sku=sku, warehouse=warehouse, day=day, kind=kind, qty=qty, unit_cost=cost,
+                                order=(number or "", line), snapshot=number is None))
+    return after_snapshots(out)
+
+
+def after_snapshots(movements: list[Movement]) -> list[Movement]:
+    """Per SKU and warehouse, keep the latest opening-stock snapshot and only the movements
+    dated after it (the snapshot already holds the earlier ones); earlier snapshots drop."""
+    latest: dict[tuple[str, str], dt.date] = {}
+    for m in movements:
+        if m.snapshot:
+            key = (m.sku, m.warehouse)
+            latest[key] = max(latest.get(key, m.day), m.day)
+    return [m for m in movements
+            if (m.sku, m.warehouse) not in latest
+            or (m.day == latest[(m.sku, m.warehouse)] if m.snapshot else m.day > latest[(m.sku, m.warehouse)])]
+
+
+# --------------------------------------------------------------------------- posting
+
+
+def produce_opening(settings: Any, document: OpeningBalance) -> str:
+    """Produce ``document`` onto the profile's documents topic as version (0, 0) (it sorts
+    before every captured document; producing it again is a duplicate the engine ignores);
+    returns the topic name. Raises :class:`GoliveError` when the broker does not take it."""
+    from confluent_kafka import Producer
+
+    from salesledger.ledger.model import SourcePosition
+    from salesledger.streams.assembly import DocumentEvent
+    from salesledger.streams.documents import DOCUMENT_SUBJECT, document_datum
+    from salesledger.streams.serde import AvroSerde
+
+    event = DocumentEvent(key=document.key, operation="created", version=(0, 0), document=document,
+                          source=SourcePosition())
+    value = AvroSerde().encode(DOCUMENT_SUBJECT, document_datum(event))
+    topic = settings.topic("documents")
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all",
+                         "enable.idempotence": True, "message.max.bytes": 4_000_000})
+    producer.produce(topic, key=document.key.encode(), value=value)
+    if producer.flush(60) != 0:
+        raise GoliveError(f"the opening balance could not be produced to {topic}")
+    return topic
