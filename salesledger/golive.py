@@ -318,11 +318,16 @@ def read_source(conn: Any, as_of: dt.date, currency: str, branch: str | None = N
     Raises:
         GoliveError: a posted document dated on or before ``as_of`` in another currency.
     """
+    scope = {"d": as_of, "c": currency, "b": branch}
     other = conn.execute(
-        "SELECT 'invoice ' || number FROM sales.invoices WHERE status = 'posted' AND date <= %(d)s AND currency <> %(c)s"
-        " UNION ALL SELECT 'payment ' || number FROM sales.payments WHERE status = 'posted' AND date <= %(d)s AND currency <> %(c)s"
-        " UNION ALL SELECT 'goods receipt ' || number FROM sales.goods_receipts WHERE status = 'posted'"
-        " AND date <= %(d)s AND currency <> %(c)s LIMIT 5", {"d": as_of, "c": currency}).fetchall()
+        "SELECT 'invoice ' || i.number FROM sales.invoices i LEFT JOIN sales.warehouses w ON w.code = i.warehouse_code"
+        " WHERE i.status = 'posted' AND i.date <= %(d)s AND i.currency <> %(c)s"
+        " AND (%(b)s::text IS NULL OR coalesce(i.branch_code, w.branch_code) = %(b)s)"
+        " UNION ALL SELECT 'payment ' || number FROM sales.payments WHERE status = 'posted' AND date <= %(d)s"
+        " AND currency <> %(c)s AND (%(b)s::text IS NULL OR branch_code = %(b)s)"
+        " UNION ALL SELECT 'goods receipt ' || g.number FROM sales.goods_receipts g"
+        " LEFT JOIN sales.warehouses w ON w.code = g.warehouse_code WHERE g.status = 'posted' AND g.date <= %(d)s"
+        " AND g.currency <> %(c)s AND (%(b)s::text IS NULL OR w.branch_code = %(b)s) LIMIT 5", scope).fetchall()
     if other:
         raise GoliveError(f"documents in another currency than {currency}: {[r[0] for r in other]}")
     source = Source()
