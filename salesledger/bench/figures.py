@@ -19,11 +19,16 @@ SAMPLE_KEYS = ("debezium_lines_per_s", "broker_msgs_per_s", "pipeline_lines_per_
 #: Top-level keys of ``.bench/latest.json`` besides the summarized sample keys.
 RUN_KEYS = ("machine", "versions", "settings", "seed", "repeats")
 #: Offered rates of the freshness measurement (documents per second).
-OFFERED_DOCS_PER_S = (10, 100, 1000)
+OFFERED_DOCS_PER_S = (10, 50, 100, 1000)
 #: Freshness slope (seconds of freshness gained per second of load) above which lag is growing…
 UNBOUNDED_SLOPE_MAX = 0.05
 #: …unless all it gained over the whole window stays below this (noise of a short window), s.
 UNBOUNDED_GROWTH_S_MIN = 1.0
+#: Minutes of a soak left out of the RSS slope (caches, buffers and the JIT-less warm-up of a
+#: Python worker fill first); a short soak leaves out its first quarter instead.
+SOAK_WARMUP_MIN = 5.0
+#: The soak reports every worker's RSS at this minute of the load (issue 6).
+SOAK_RSS_AT_MIN = 15.0
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -149,3 +154,44 @@ def report(samples: Sequence[dict[str, Any]], *, machine: dict, versions: dict,
     summary = summarize(full)
     return {**summary, "machine": machine, "versions": versions, "settings": settings,
             "seed": seed, "repeats": len(full), "samples": full}
+
+
+def rss_figures(samples: Sequence[tuple[float, int, float]], soak_min: float) -> dict[str, Any]:
+    """RSS figures of one worker from its soak samples ``(minute since the load started, pid,
+    RSS MiB)`` in time order.
+
+    ``rss_slope_mb_per_min``: least-squares slope over the samples after the warm-up
+    (``min(SOAK_WARMUP_MIN, soak_min / 4)``) of the worker's last process — a worker the
+    supervisor restarted starts from a fresh heap, so its earlier process is left out (None
+    with fewer than two such samples); ``rss_mb_at_15_min``: the first sample at or after
+    :data:`SOAK_RSS_AT_MIN` (None when the soak is shorter); ``restarts``: pids seen minus one.
+
+    Raises:
+        ValueError: no samples.
+    """
+    if not samples:
+        raise ValueError("no RSS samples")
+    warmup_min = min(SOAK_WARMUP_MIN, soak_min / 4)
+    pids = list(dict.fromkeys(pid for _, pid, _ in samples))
+    kept = [(m, r) for m, pid, r in samples if pid == pids[-1] and m >= warmup_min]
+    at = next((r for m, _, r in samples if m >= SOAK_RSS_AT_MIN), None)
+    return {"rss_slope_mb_per_min": slope(kept) if len(kept) >= 2 else None,
+            "rss_mb_at_15_min": at, "rss_mb_first": samples[0][2],
+            "rss_mb_last": samples[-1][2], "rss_mb_max": max(r for _, _, r in samples),
+            "restarts": len(pids) - 1, "samples": len(samples), "slope_samples": len(kept),
+            "warmup_min": warmup_min}
+
+
+def soak_figures(rss: dict[str, Sequence[tuple[float, int, float]]],
+                 freshness_points: Sequence[tuple[float, float]], *, offered_docs: int,
+                 achieved_docs_per_s: float, soak_min: float) -> dict[str, Any]:
+    """The soak's figures: per worker :func:`rss_figures` (``workers``), the slope and the
+    RSS at 15 minutes per worker side by side, and the freshness over the whole soak
+    (:func:`freshness_figures`: p50, p95, p99, max, bounded)."""
+    workers = {name: rss_figures(points, soak_min) for name, points in sorted(rss.items())
+               if points}
+    return {"workers": workers,
+            "rss_slope_mb_per_min": {n: w["rss_slope_mb_per_min"] for n, w in workers.items()},
+            "rss_mb_at_15_min": {n: w["rss_mb_at_15_min"] for n, w in workers.items()},
+            "freshness_s": freshness_figures(freshness_points, offered_docs,
+                                             len(freshness_points), achieved_docs_per_s)}

@@ -31,6 +31,15 @@ One repeat, in order (N = ``lines``; clocks are wall time, polled every
    commit (``source_commit_at``, the sink's freshness measure): p50/p95/p99/max and whether
    the lag stayed bounded (:func:`salesledger.bench.figures.freshness_figures`).
 7. ``rss_mb_max`` (peak RSS, ``VmHWM``) of every worker; the workers are stopped.
+
+The load average is recorded before the run, before every repeat and after it (``machine``).
+
+**Soak** (``soak_s`` > 0, after the repeats; with ``repeats`` 0 alone): workers started, one
+invoice through every stage, then paced invoices at ``soak_docs_per_s`` for ``soak_s``; every
+worker's RSS sampled each :data:`SOAK_SAMPLE_S`; ``rss_slope_mb_per_min`` per worker after a
+warm-up, RSS at 15 minutes, freshness over the soak (:func:`figures.soak_figures`).
+
+A named :func:`namespace` (``--namespace soak``) runs beside the default one without touching it.
 """
 
 from __future__ import annotations
@@ -39,12 +48,14 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -61,6 +72,8 @@ PREFIX = "slbench"
 DATABASES = {"sales": "sales_bench", "accounting": "accounting_bench"}
 STORE_SCHEMA = "ledger"
 METRICS_PORTS = (19640, 19646)
+#: Worker metrics ports of a named namespace: ``NAMESPACE_PORT_BASE + 8 * (crc32(name) % 100)``.
+NAMESPACE_PORT_BASE = 21100
 POLL_S = 0.05
 STORE_POLL_S = 0.25
 BROKER_MESSAGE_BYTES = 1024
@@ -72,9 +85,41 @@ class BenchError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Namespace:
+    """Where one bench run lives: topic ``prefix``, its two ``databases`` and the workers'
+    metrics port range (inclusive). Two namespaces share nothing, so a soak can run in one
+    while a bench runs in the other."""
+
+    prefix: str = PREFIX
+    databases: dict[str, str] = field(default_factory=lambda: dict(DATABASES))
+    metrics_ports: tuple[int, int] = METRICS_PORTS
+
+
+def namespace(name: str = "") -> Namespace:
+    """The default namespace (``""``: ``slbench``, ``sales_bench`` / ``accounting_bench``) or a
+    named one (``soak``: prefix ``slbenchsoak``, ``sales_bench_soak`` / ``accounting_bench_soak``).
+    A name never starts another namespace's prefix followed by ``.`` or ``-``, so wiping one
+    never touches another's topics.
+
+    Raises:
+        BenchError: ``name`` is not 1-16 lower-case letters or digits.
+    """
+    if not name:
+        return Namespace()
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,15}", name):
+        raise BenchError(f"namespace {name!r}: 1-16 lower-case letters or digits")
+    first = NAMESPACE_PORT_BASE + 8 * (zlib.crc32(name.encode()) % 100)
+    return Namespace(f"{PREFIX}{name}", {"sales": f"sales_bench_{name}",
+                                          "accounting": f"accounting_bench_{name}"},
+                     (first, first + 6))
+
+
+@dataclass(frozen=True)
 class BenchOptions:
-    """``lines``: N of the backlog; ``repeats``; ``freshness_s``: seconds of load per offered
-    rate; ``soak_s``: 0 or the soak's length; ``soak_docs_per_s``: its offered rate."""
+    """``lines``: N of the backlog (synthetic dataset); ``repeats`` (0: the soak alone);
+    ``freshness_s``: seconds of load per offered rate; ``soak_s``: 0 or the soak's length;
+    ``soak_docs_per_s``: its offered rate; ``dataset``: one of :data:`DATASETS`;
+    ``dataset_path``: the R data file of ``online-retail-full``."""
 
     lines: int = 100_000
     repeats: int = 3
@@ -82,17 +127,20 @@ class BenchOptions:
     freshness_s: float = 30.0
     rates: tuple[int, ...] = figures.OFFERED_DOCS_PER_S
     soak_s: float = 0.0
-    soak_docs_per_s: float = 100.0
+    soak_docs_per_s: float = 10.0
     dataset: str = "synthetic"
+    dataset_path: Path | None = None
     workers: int = 1
 
 
-def bench_settings() -> Settings:
-    """The bench's namespace (module docstring)."""
-    return Settings(profile="test", test_topic_prefix=PREFIX, test_databases=DATABASES)
+def bench_settings(space: Namespace | None = None) -> Settings:
+    """Settings of the bench's namespace (module docstring; default :func:`namespace`)."""
+    space = space or Namespace()
+    return Settings(profile="test", test_topic_prefix=space.prefix,
+                    test_databases=space.databases)
 
 
-def bench_env(settings: Settings) -> dict[str, str]:
+def bench_env(settings: Settings, space: Namespace | None = None) -> dict[str, str]:
     """Environment of the bench's ``salesledger run``: its namespace, the demo's chart and
     ledger settings (so only the namespace differs from the demo's run configuration)."""
     from salesledger.demo.settings import load_demo_settings, record_pipeline_settings
@@ -103,11 +151,12 @@ def bench_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SALESLEDGER_") or k in stack_keys}
     env.update(record_pipeline_settings(settings, load_demo_settings()))
-    env.update({"SALESLEDGER_PROFILE": "test", "SALESLEDGER_TEST_TOPIC_PREFIX": PREFIX,
-                "SALESLEDGER_TEST_DATABASES": json.dumps(DATABASES),
-                "SALESLEDGER_WORKER_METRICS_PORTS": json.dumps(list(METRICS_PORTS)),
+    space = space or Namespace()
+    env.update({"SALESLEDGER_PROFILE": "test", "SALESLEDGER_TEST_TOPIC_PREFIX": space.prefix,
+                "SALESLEDGER_TEST_DATABASES": json.dumps(space.databases),
+                "SALESLEDGER_WORKER_METRICS_PORTS": json.dumps(list(space.metrics_ports)),
                 "SALESLEDGER_SINK_SCHEMA": STORE_SCHEMA,
-                "SALESLEDGER_SINK_CONSUMER_GROUP": f"{PREFIX}-sink"})
+                "SALESLEDGER_SINK_CONSUMER_GROUP": f"{space.prefix}-sink"})
     return env
 
 
@@ -122,7 +171,7 @@ class Offsets:
 
         self.topic = topic
         self.consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                                  "group.id": f"{PREFIX}-bench-offsets",
+                                  "group.id": f"{settings.topic_prefix}-bench-offsets",
                                   "enable.auto.commit": False})
 
     def ends(self) -> dict[int, int]:
@@ -187,10 +236,20 @@ class Bench:
 
     options: BenchOptions
     report: Reporter
-    settings: Settings = field(default_factory=bench_settings)
+    space: Namespace = field(default_factory=Namespace)
+    settings: Settings | None = None  # None: bench_settings(space)
     out_dir: Path = field(default_factory=lambda: Path(".bench"))
     supervisor: subprocess.Popen | None = None
     connector: str = ""
+    repeat_loads: list[list[float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.settings is None:
+            self.settings = bench_settings(self.space)
+        assert self.settings.topic_prefix == self.space.prefix, "settings of another namespace"
+
+    def _logs(self) -> str:
+        return f"{self.settings.log_dir}/worker-{self.space.prefix}-*.log"
 
     # ---- setup and teardown
 
@@ -223,7 +282,7 @@ class Bench:
         if self.connector:
             connect.ConnectClient(self.settings.connect_url).delete(self.connector,
                                                                     reset_offsets=True)
-            drop_slot(self.settings.dsn("sales", "cdc"), connect.slot_name(PREFIX),
+            drop_slot(self.settings.dsn("sales", "cdc"), connect.slot_name(self.settings.topic_prefix),
                       timeout_s=120)
 
     def cdc_topic(self, table: str) -> str:
@@ -240,10 +299,9 @@ class Bench:
                 return value
             if self.supervisor is not None and self.supervisor.poll() is not None:
                 raise BenchError(f"{what}: salesledger run exited ({self.supervisor.returncode});"
-                                 f" see {self.settings.log_dir}/worker-{PREFIX}-*.log")
+                                 f" see {self._logs()}")
             if time.monotonic() > deadline:
-                raise BenchError(f"{what}: not within {deadline_s:.0f} s; see "
-                                 f"{self.settings.log_dir}/worker-{PREFIX}-*.log")
+                raise BenchError(f"{what}: not within {deadline_s:.0f} s; see {self._logs()}")
             time.sleep(poll_s)
 
     # ---- workers
@@ -254,11 +312,11 @@ class Bench:
 
         state_path(self.settings).unlink(missing_ok=True)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.out_dir / "run.log", "ab") as log:
+        with open(self.out_dir / f"{self.space.prefix}-run.log", "ab") as log:
             self.supervisor = subprocess.Popen(
                 [sys.executable, "-m", "salesledger", "run", "--workers",
                  str(self.options.workers)], stdout=log, stderr=subprocess.STDOUT,
-                env=bench_env(self.settings), start_new_session=True)
+                env=bench_env(self.settings, self.space), start_new_session=True)
         want = 1 + 2 * self.options.workers
 
         def listed() -> dict[str, int] | None:
@@ -393,7 +451,7 @@ class Bench:
         from confluent_kafka.admin import AdminClient, NewTopic
 
         s, n = self.settings, self.options.lines
-        topic = f"{PREFIX}.bench-broker-{repeat}"
+        topic = f"{s.topic_prefix}.bench-broker-{repeat}"
         admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
         for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
             future.result(timeout=60)
@@ -453,13 +511,9 @@ class Bench:
         self.report(f"replay: {entries:,} entries in {seconds:,.1f} s = {figure:,.0f} entries/s")
         return figure
 
-    def freshness(self, repeat: int, rate: float, seconds: float) -> dict[str, Any]:
-        tag = f"{repeat}f{int(rate)}"
-        docs = workload.paced_documents(tag, max(1, int(rate * seconds)), self.options.seed)
-        achieved = workload.write_paced(self.settings.dsn("sales", "owner"), docs, rate)
-        deadline = time.monotonic() + max(30.0, seconds)
-        while time.monotonic() < deadline and self.store_counts(tag)[0] < len(docs):
-            time.sleep(STORE_POLL_S)
+    def freshness_points(self, tag: str) -> list[tuple[float, float]]:
+        """(source commit epoch s, store commit minus source commit s) of every invoice of
+        ``tag`` whose revenue entry is in the store."""
         query = sql.SQL(
             "SELECT extract(epoch FROM source_commit_at)::float8, "
             "extract(epoch FROM ingested_at - source_commit_at)::float8 FROM {}.journal_entries "
@@ -467,7 +521,16 @@ class Bench:
             "AND kind = 'revenue' AND source_commit_at IS NOT NULL").format(
                 sql.Identifier(STORE_SCHEMA))
         with psycopg.connect(**self.settings.conninfo("accounting", "owner")) as conn:
-            points = conn.execute(query, (f"B{tag}-", f"B{tag}-9999999")).fetchall()
+            return conn.execute(query, (f"B{tag}-", f"B{tag}-9999999")).fetchall()
+
+    def freshness(self, repeat: int, rate: float, seconds: float) -> dict[str, Any]:
+        tag = f"{repeat}f{int(rate)}"
+        docs = workload.paced_documents(tag, max(1, int(rate * seconds)), self.options.seed)
+        achieved = workload.write_paced(self.settings.dsn("sales", "owner"), docs, rate)
+        deadline = time.monotonic() + max(30.0, seconds)
+        while time.monotonic() < deadline and self.store_counts(tag)[0] < len(docs):
+            time.sleep(STORE_POLL_S)
+        points = self.freshness_points(tag)
         result = figures.freshness_figures(points, len(docs), len(points), achieved)
         self.report(f"freshness at {rate:g} docs/s offered ({achieved:,.0f} achieved): p50 "
                     f"{_s(result['p50'])} p99 {_s(result['p99'])} max {_s(result['max'])} "
@@ -477,7 +540,9 @@ class Bench:
 
     def repeat(self, repeat: int) -> dict[str, Any]:
         """One repeat (module docstring); returns its sample."""
-        self.report(f"---- repeat {repeat} of {self.options.repeats}")
+        self.repeat_loads.append([round(x, 2) for x in os.getloadavg()])
+        self.report(f"---- repeat {repeat} of {self.options.repeats} (load avg "
+                    f"{self.repeat_loads[-1][0]:.2f})")
         self.stop_workers()
         sample = self.debezium(repeat)
         workers = self.start_workers()
@@ -493,36 +558,95 @@ class Bench:
         return sample
 
     def soak(self) -> dict[str, Any]:
-        """Steady load at ``soak_docs_per_s`` for ``soak_s``; RSS of every worker sampled each
-        :data:`SOAK_SAMPLE_S`; slope in MiB per minute (CDC-20)."""
-        workers = self.start_workers()
-        tag = "soak"
-        docs = workload.paced_documents(tag, int(self.options.soak_docs_per_s
-                                                 * self.options.soak_s), self.options.seed)
-        writer = threading.Thread(target=workload.write_paced, daemon=True, args=(
-            self.settings.dsn("sales", "owner"), docs, self.options.soak_docs_per_s))
+        """Steady load at ``soak_docs_per_s`` for ``soak_s`` (tag ``soak``, synthetic
+        invoices); every worker's RSS (and the load average) sampled each
+        :data:`SOAK_SAMPLE_S`; then wait up to :data:`SOAK_DRAIN_S` for the last documents.
+        Returns :func:`salesledger.bench.figures.soak_figures` (RSS slope per worker after
+        the warm-up, RSS at 15 minutes, freshness over the soak; CDC-20).
+
+        Raises:
+            BenchError: the writer failed, or the workers exited.
+        """
+        opts = self.options
+        self.start_workers()
+        # the workers are up (one invoice through every stage) before the clock starts
+        warm = workload.paced_documents("soakw", 1, opts.seed)
+        workload.write_documents(self.settings.dsn("sales", "owner"), warm)
+        self.wait_in_store("soakw", 1, SOAK_DRAIN_S)
+        docs = workload.paced_documents("soak", max(1, int(opts.soak_docs_per_s * opts.soak_s)),
+                                        opts.seed)
+        failed: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                workload.write_paced(self.settings.dsn("sales", "owner"), docs,
+                                     opts.soak_docs_per_s)
+            except BaseException as exc:  # noqa: BLE001 - reported by the sampling loop
+                failed.append(exc)
+
+        writer = threading.Thread(target=write, daemon=True)
+        self.report(f"soak: {len(docs):,} invoices at {opts.soak_docs_per_s:g} docs/s for "
+                    f"{opts.soak_s / 60:g} min; RSS every {SOAK_SAMPLE_S:g} s")
         started = time.monotonic()
         writer.start()
-        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in workers}
-        while writer.is_alive():
-            for name, pid in workers.items():
+        rss: dict[str, list[tuple[float, int, float]]] = {}
+        loads: list[tuple[float, float]] = []
+
+        def sample() -> float:
+            minute = (time.monotonic() - started) / 60
+            for name, pid in self.current_workers().items():
                 value = procs.rss_mb(pid)
                 if value is not None:
-                    samples[name].append(((time.monotonic() - started) / 60, value))
+                    rss.setdefault(name, []).append((minute, pid, value))
+            loads.append((minute, os.getloadavg()[0]))
+            return minute
+
+        next_note = 0.0
+        while writer.is_alive():
+            minute = sample()
+            if minute >= next_note:
+                self.report(self._soak_note(minute, rss))
+                next_note += SOAK_NOTE_MIN
+            if self.supervisor is not None and self.supervisor.poll() is not None:
+                raise BenchError(f"soak: salesledger run exited; see {self._logs()}")
             writer.join(SOAK_SAMPLE_S)
-        slopes = {name: figures.slope(points) for name, points in samples.items()}
-        self.report("soak RSS slope MiB/min: " + ", ".join(f"{k} {v:+.3f}"
-                                                          for k, v in slopes.items()))
+        if failed:
+            raise BenchError(f"soak: the writer failed: {failed[0]!r}")
+        load_s = time.monotonic() - started
+        sample()  # the end of the load
+        deadline = time.monotonic() + SOAK_DRAIN_S
+        while time.monotonic() < deadline and self.store_counts("soak")[0] < len(docs):
+            time.sleep(1.0)
+        points = self.freshness_points("soak")
         self.stop_workers()
-        return {"seconds": self.options.soak_s, "docs_per_s": self.options.soak_docs_per_s,
-                "rss_slope_mb_per_min": slopes,
-                "rss_mb_last": {k: v[-1][1] if v else None for k, v in samples.items()}}
+        result = figures.soak_figures(rss, points, offered_docs=len(docs),
+                                      achieved_docs_per_s=len(docs) / load_s,
+                                      soak_min=opts.soak_s / 60)
+        result.update({"minutes": opts.soak_s / 60, "docs_per_s": opts.soak_docs_per_s,
+                       "sample_s": SOAK_SAMPLE_S,
+                       "rss_samples_mb": {name: [[round(m, 2), pid, round(r, 1)]
+                                                 for m, pid, r in points]
+                                          for name, points in sorted(rss.items())},
+                       "load_avg_1m": [[round(m, 2), round(v, 2)] for m, v in loads]})
+        fresh = result["freshness_s"]
+        self.report(f"soak: {fresh['delivered_docs']:,}/{len(docs):,} delivered, freshness p50 "
+                    f"{_s(fresh['p50'])} p99 {_s(fresh['p99'])}; RSS slope MiB/min: "
+                    + ", ".join(f"{k} {_signed(v)}" for k, v in
+                                result["rss_slope_mb_per_min"].items()))
+        return result
+
+    def _soak_note(self, minute: float, rss: dict[str, list[tuple[float, int, float]]]) -> str:
+        delivered = self.store_counts("soak")[0]
+        now = ", ".join(f"{name} {points[-1][2]:.0f}" for name, points in sorted(rss.items()))
+        return (f"soak {minute:5.1f} min: {delivered:,} invoices in the store; RSS MiB {now}; "
+                f"load avg {os.getloadavg()[0]:.2f}")
 
     def run(self) -> dict[str, Any]:
-        """Prepare, run every repeat (and the soak), clean up; return the report document."""
-        if self.options.dataset != "synthetic":
-            raise BenchError(f"--dataset {self.options.dataset}: not built yet (only the seeded "
-                             "synthetic backlog is)")
+        """Prepare, run every repeat (and the soak), clean up; return the report document
+        (:func:`salesledger.bench.figures.report`; with the soak: ``soak`` and its
+        ``rss_slope_mb_per_min`` / ``rss_mb_at_15_min`` per worker at the top level)."""
+        if not self.options.repeats and not self.options.soak_s:
+            raise BenchError("nothing to measure: no repeat and no soak")
         load_before = os.getloadavg()
         samples: list[dict[str, Any]] = []
         soak = None
@@ -534,23 +658,39 @@ class Bench:
                 soak = self.soak()
         finally:
             self.cleanup()
-        document = figures.report(samples, machine=machine(load_before), versions=versions(
-            self.settings), settings=differing_settings(self.settings, self.options),
-            seed=self.options.seed)
+        run_keys = {"machine": machine(load_before, self.repeat_loads),
+                    "versions": versions(self.settings),
+                    "settings": differing_settings(self.settings, self.options, self.space),
+                    "seed": self.options.seed}
+        document = (figures.report(samples, **run_keys) if samples
+                    else {**run_keys, "repeats": 0, "samples": []})
         if soak is not None:
             document["soak"] = soak
+            document["rss_slope_mb_per_min"] = soak["rss_slope_mb_per_min"]
+            document["rss_mb_at_15_min"] = soak["rss_mb_at_15_min"]
         return document
 
 
+#: Seconds between two RSS samples of the soak.
 SOAK_SAMPLE_S = 30.0
+#: Minutes between two progress lines of the soak.
+SOAK_NOTE_MIN = 5.0
+#: Seconds the soak waits after its load for the last documents to reach the store.
+SOAK_DRAIN_S = 300.0
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.3f}"
 
 
 def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
 
-def machine(load_before: tuple[float, float, float]) -> dict[str, Any]:
-    """CPU model, cores, memory, kernel and the load average before and after the run."""
+def machine(load_before: tuple[float, float, float],
+            repeat_loads: list[list[float]] | None = None) -> dict[str, Any]:
+    """CPU model, cores, memory, kernel and the load average (1, 5, 15 min) before the run,
+    before each repeat (``load_avg_per_repeat``) and after the run."""
     model = next((line.split(":", 1)[1].strip() for line in
                   Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
@@ -558,6 +698,7 @@ def machine(load_before: tuple[float, float, float]) -> dict[str, Any]:
                   if line.startswith("MemTotal:"))
     return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(mem_kb / 1024 ** 2, 1),
             "kernel": platform.release(), "load_avg_before": list(load_before),
+            "load_avg_per_repeat": list(repeat_loads or []),
             "load_avg_after": list(os.getloadavg()),
             "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
@@ -586,21 +727,39 @@ def versions(settings: Settings) -> dict[str, Any]:
     return out
 
 
-def differing_settings(settings: Settings, options: BenchOptions) -> dict[str, Any]:
-    """Every setting that differs from the demo's run configuration, and the durability
-    settings (unchanged, checked here)."""
-    with psycopg.connect(**settings.conninfo("sales", "owner")) as conn:
-        durability = {name: conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name)))
-                      .fetchone()[0] for name in ("fsync", "synchronous_commit",
-                                                  "full_page_writes")}
+def differing_settings(settings: Settings, options: BenchOptions,
+                       space: Namespace | None = None) -> dict[str, Any]:
+    """Every setting that differs from the demo's run configuration (namespace, snapshot,
+    workload, the bench's own knobs, the workers' pipeline environment) and the durability
+    settings as the servers report them (unchanged: ``fsync``, ``synchronous_commit`` of the
+    sales database and of the sink's role on the accounting store, acks=all)."""
+    space = space or Namespace()
+    durability: dict[str, Any] = {}
+    for kind, role in (("sales", "owner"), ("accounting", "sink")):
+        with psycopg.connect(**settings.conninfo(kind, role)) as conn:
+            for name in ("fsync", "synchronous_commit", "full_page_writes"):
+                value = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]
+                durability[name if kind == "sales" else f"{kind}_{role}_{name}"] = value
     durability["bench_producer_acks"] = "all"
-    return {"profile": "test (run: run)", "topic_prefix": f"{PREFIX} (run: sl)",
-            "databases": f"{DATABASES['sales']}/{DATABASES['accounting']} (run: sales/accounting)",
+    pipeline_env = {k: v for k, v in bench_env(settings, space).items()
+                    if k.startswith(("SALESLEDGER_PIPELINE_", "SALESLEDGER_SINK_",
+                                     "SALESLEDGER_LEDGER_")) and "PASSWORD" not in k}
+    dataset = ("synthetic seeded invoices, 1..{} lines, GBP 20 % VAT included".format(
+        workload.LINES_PER_DOC_MAX) if options.dataset == "synthetic" else
+        "Online Retail, all 541,909 lines (sales lines as invoices; see bench/dataset.py)")
+    return {"profile": "test (run: run)", "topic_prefix": f"{space.prefix} (run: sl)",
+            "databases": f"{space.databases['sales']}/{space.databases['accounting']} "
+                         "(run: sales/accounting)",
             "snapshot_mode": "no_data (run: initial; the bench loads its own master data)",
             "connector_paused_for_backlog": True,
-            "workload": f"synthetic seeded invoices, 1..{workload.LINES_PER_DOC_MAX} lines, GBP "
-                        "20 % VAT included (run: Online Retail slice)",
-            "workers": options.workers, "lines": options.lines,
+            "workload": f"{dataset} (run: Online Retail slice, paced)",
+            "dataset": options.dataset,
+            "workers": options.workers, "lines": options.lines, "repeats": options.repeats,
+            "rates_docs_per_s": list(options.rates),
             "freshness_s_per_rate": options.freshness_s,
-            "worker_environment": "the caller's SALESLEDGER_* stack settings (ports, stack dir, credentials) kept; pipeline, sink and ledger settings are the demo's",
+            "soak_minutes": options.soak_s / 60, "soak_docs_per_s": options.soak_docs_per_s,
+            "worker_environment": "the caller's SALESLEDGER_* stack settings (ports, stack dir, "
+                                  "credentials) kept; pipeline, sink and ledger settings are "
+                                  "the demo's",
+            "worker_pipeline_environment": pipeline_env,
             "durability": durability}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -21,6 +22,14 @@ def sample(debezium: float, pipeline: float, fresh_p: list[float], bounded: bool
         "cpu_s_per_1000_docs": {"posting": 2.0, "sink": 1.0},
         "rss_mb_max": {"posting-0": 150.0},
     }
+
+
+def _rendered(table) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(table)
+    return console.export_text()
 
 
 def test_percentile_nearest_rank():
@@ -76,7 +85,8 @@ def test_report_medians_with_min_max_siblings_and_shape():
     assert doc["cpu_s_per_1000_docs"]["posting_max"] == 2.0
     assert doc["rss_mb_max"]["posting-0_min"] == 150.0
     json.dumps(doc)  # the file is plain JSON
-    summary_table(doc)  # and the table renders from it
+    # the table shows median (min–max)
+    assert "2,000 (1,000–4,000)" in _rendered(summary_table(doc))
 
 
 def test_report_refuses_a_repeat_without_a_key():
@@ -86,3 +96,44 @@ def test_report_refuses_a_repeat_without_a_key():
         figures.report([broken], machine={}, versions={}, settings={}, seed=1)
     with pytest.raises(ValueError):
         figures.summarize([])
+
+
+def test_rss_slope_after_warmup_of_the_last_process():
+    # 60 min, a sample every 0.5 min: 200 MiB flat during the 5 min warm-up, then +0.1 MiB/min
+    samples = [(m / 2, 7, 200.0 if m / 2 < 5 else 200.0 + 0.1 * (m / 2 - 5)) for m in range(121)]
+    worker = figures.rss_figures(samples, soak_min=60)
+    assert worker["rss_slope_mb_per_min"] == pytest.approx(0.1)
+    assert worker["rss_mb_at_15_min"] == pytest.approx(201.0)
+    assert worker["restarts"] == 0 and worker["samples"] == 121 and worker["warmup_min"] == 5
+    # a restart at minute 30: only the new process counts, its heap starts lower
+    restarted = [(m, 7 if m < 30 else 8, r - (150.0 if m >= 30 else 0.0)) for m, _, r in samples]
+    again = figures.rss_figures(restarted, soak_min=60)
+    assert again["restarts"] == 1 and again["slope_samples"] == 61
+    assert again["rss_slope_mb_per_min"] == pytest.approx(0.1)
+    # a 2-minute soak: the first quarter is the warm-up, no 15-minute figure
+    short = figures.rss_figures([(0.0, 1, 100.0), (0.5, 1, 101.0), (1.0, 1, 102.0),
+                                 (1.5, 1, 103.0)], soak_min=2)
+    assert short["warmup_min"] == 0.5 and short["slope_samples"] == 3
+    assert short["rss_slope_mb_per_min"] == pytest.approx(2.0)
+    assert short["rss_mb_at_15_min"] is None
+    assert figures.rss_figures([(0.0, 1, 100.0)], soak_min=60)["rss_slope_mb_per_min"] is None
+    with pytest.raises(ValueError):
+        figures.rss_figures([], soak_min=60)
+
+
+def test_soak_figures_per_worker_and_freshness():
+    rss = {"sink-0": [(float(m), 3, 100.0 + m) for m in range(0, 21)],
+           "posting-0": [(float(m), 4, 300.0) for m in range(0, 21)]}
+    points = [(1_000.0 + i, 0.2 + (i % 10) / 10) for i in range(100)]
+    soak = figures.soak_figures(rss, points, offered_docs=100, achieved_docs_per_s=10.0,
+                                soak_min=20)
+    assert soak["rss_slope_mb_per_min"] == {"posting-0": 0.0, "sink-0": pytest.approx(1.0)}
+    assert soak["rss_mb_at_15_min"] == {"posting-0": 300.0, "sink-0": 115.0}
+    fresh = soak["freshness_s"]
+    assert fresh["delivered_docs"] == 100 and fresh["p50"] == pytest.approx(0.6)
+    assert fresh["p99"] == pytest.approx(1.1) and fresh["bounded"] is True
+    doc = {"repeats": 0, "settings": {"lines": 100}, "soak": {**soak, "minutes": 20,
+                                                              "docs_per_s": 10},
+           "machine": {"cores": 2, "load_avg_before": [1.0, 0, 0], "load_avg_after": [1.0, 0, 0]}}
+    text = _rendered(summary_table(doc))  # a soak-only document renders
+    assert "RSS slope sink-0" in text and "100/100" in text
