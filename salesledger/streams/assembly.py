@@ -50,6 +50,13 @@ Rules (issue "Capture", field case CDC-11):
    frontier (the commit LSN of the last END done), and a row of a done transaction (its xid is
    among the last ``applied_xids_max`` done, or its ``source.sequence[0]`` — the commit LSN of
    the transaction before it — is below the frontier).
+8. Exchange rates (``exchange_rates=True``): a ``sales.currency_rates`` row inserted or updated
+   becomes a :class:`RateEvent` (rate per ONE unit: ``rate / nominal``) emitted with its
+   transaction, among that transaction's documents by event index, so rates and documents
+   leave in one commit order. A transaction with rate rows waits for them as rule 6 waits for
+   master rows (also without documents, also without a validator; not while rebuilding). A
+   deleted rate row emits nothing (the engine keeps the rates it was given); a snapshot rate
+   row is emitted as it arrives.
 
 Pure: no Kafka, Faust or database import; state is in memory, bounded by ``*_max`` limits.
 """
@@ -60,6 +67,7 @@ import dataclasses
 import datetime as dt
 from collections import deque
 from dataclasses import dataclass, field
+from decimal import Context, Decimal, localcontext
 from typing import Any, Callable, Literal, Mapping
 
 from salesledger.ledger.model import (
@@ -85,6 +93,8 @@ DocumentOperation = Literal["created", "changed", "cancelled", "deleted"]
 PENDING_TRANSACTIONS_MAX = 100_000
 PENDING_EVENTS_MAX = 2_000_000
 APPLIED_XIDS_MAX = 100_000
+#: The exchange-rate table (deploy/sql/sales/001): its rows become :class:`RateEvent` s.
+RATE_TABLE = "sales.currency_rates"
 _SNAPSHOT_LAST = "last"
 
 
@@ -140,7 +150,27 @@ class DocumentRejected:
     document: DocumentEvent | None = None
 
 
-Emitted = DocumentEvent | DocumentRejected
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateEvent:
+    """One exchange rate as of one source transaction (the engine's ``ExchangeRate`` plus its
+    place in the commit order, rule 8).
+
+    ``key``: ``"rate:<currency>:<date>"``; ``rate``: functional-currency units for ONE unit of
+    ``currency`` on ``date`` (the row's ``rate / nominal``, exact ``Decimal``); ``version``:
+    (commit LSN, event index) as for documents; ``source``: the transaction's position.
+    """
+
+    key: str
+    currency: str
+    date: dt.date
+    rate: Decimal
+    version: tuple[int, int]
+    source: SourcePosition
+    transaction_id: str | None = None
+    snapshot: bool = False
+
+
+Emitted = DocumentEvent | DocumentRejected | RateEvent
 
 
 # --------------------------------------------------------------------------- table layout
@@ -206,6 +236,7 @@ class _PendingTx:
     expected: int = 0  # rows of ``tables`` the END announces
     master_expected: tuple[tuple[str, int], ...] = ()  # (master table, rows) the END announces
     master_seen: dict[int, str] = field(default_factory=dict)  # total_order -> master table
+    rates: dict[int, ChangeEvent] = field(default_factory=dict)  # total_order -> rate row (rule 8)
 
 
 def _xid_of(event: ChangeEvent) -> int:
@@ -251,7 +282,8 @@ class DocumentAssembler:
                  pending_transactions_max: int = PENDING_TRANSACTIONS_MAX,
                  pending_events_max: int = PENDING_EVENTS_MAX,
                  applied_xids_max: int = APPLIED_XIDS_MAX,
-                 validator: DocumentValidator | None = None) -> None:
+                 validator: DocumentValidator | None = None,
+                 exchange_rates: bool = False) -> None:
         assert pending_transactions_max > 0 and pending_events_max > 0 and applied_xids_max > 0
         self.functional_currency = functional_currency
         self.tables = frozenset(tables if tables is not None else DOCUMENT_TABLES)
@@ -271,6 +303,7 @@ class DocumentAssembler:
         self._snapshot_source: SourcePosition | None = None
         self.validator = validator
         self.master_wait = True
+        self.exchange_rates = exchange_rates  # rule 8
         self._master_frontier: dict[str, int] = {}  # master table -> highest sequence[0] seen
 
     # ---- input -----------------------------------------------------------------------------
@@ -284,6 +317,7 @@ class DocumentAssembler:
         if event.op in (Op.TRUNCATE, Op.MESSAGE) or event.source.qualified_table not in self.tables:
             if self.validator is not None:
                 self.validator.master.apply(event)  # master data: current as it arrives
+            if self.validator is not None or self.exchange_rates:
                 return self._on_master_row(event)
             return []
         if event.transaction is None:
@@ -382,7 +416,7 @@ class DocumentAssembler:
                 self._applied_xid_set.discard(self._applied_xids[0])
             self._applied_xids.append(xid)
             self._applied_xid_set.add(xid)
-            if pending.rows:
+            if pending.rows or pending.rates:
                 out.extend(self.flush_snapshot())
                 out.extend(self._apply_transaction(pending))
         return out
@@ -390,6 +424,12 @@ class DocumentAssembler:
     def _on_master_row(self, event: ChangeEvent) -> list[Emitted]:
         """Count a streamed master-data row (already applied to the validator) for rule 6."""
         table = event.source.qualified_table
+        if self.exchange_rates and table == RATE_TABLE and event.transaction is None:
+            self._snapshot_index += 1  # a snapshot rate (rule 8): no order to keep
+            source = SourcePosition(lsn=event.source.lsn, tx_id=event.source.tx_id,
+                                    commit_time=event.source.commit_time)
+            return self._rate(event, (event.source.lsn or 0, self._snapshot_index), source,
+                              None, True)
         if event.transaction is None or table not in MASTER_TABLES or \
                 event.op in (Op.TRUNCATE, Op.MESSAGE):
             return []
@@ -405,10 +445,15 @@ class DocumentAssembler:
                     raise AssemblyOverflow(f"{self._pending_events} buffered row events")
                 pending.master_seen[event.transaction.total_order] = table
                 self._pending_events += 1
+                if self.exchange_rates and table == RATE_TABLE:
+                    pending.rates[event.transaction.total_order] = event
         return self._drain()
 
     def _master_done(self, pending: _PendingTx) -> bool:
-        """Rule 6: no document of ``pending`` needs master rows that have not arrived."""
+        """Rule 6: no document of ``pending`` needs master rows that have not arrived; rule 8:
+        nor are its rate rows still to come."""
+        if self.exchange_rates and self.master_wait and not self._rates_done(pending):
+            return False
         if not (pending.expected and pending.master_expected and self.master_wait
                 and self.validator is not None):
             return True
@@ -419,6 +464,12 @@ class DocumentAssembler:
                 return False
         return True
 
+    def _rates_done(self, pending: _PendingTx) -> bool:
+        """Rule 8: every rate row the END announces arrived, or the rate topic is past it."""
+        n = dict(pending.master_expected).get(RATE_TABLE, 0)
+        return (len(pending.rates) >= n
+                or self._master_frontier.get(RATE_TABLE, -1) >= pending.commit_lsn)
+
     def _apply_transaction(self, pending: _PendingTx) -> list[Emitted]:
         assert pending.end is not None
         commit_lsn, tx_id = pending.commit_lsn, pending.end.id
@@ -428,14 +479,45 @@ class DocumentAssembler:
             doc_key = self._apply_row(event)
             if doc_key is not None:
                 touched[doc_key] = event.transaction.total_order
-        last = events[-1].source
+        last = max(events + list(pending.rates.values()),
+                   key=lambda event: event.transaction.total_order).source
         source = SourcePosition(lsn=commit_lsn, tx_id=last.tx_id, commit_time=last.commit_time)
         out: list[Emitted] = []
-        for doc_key, index in sorted(touched.items(), key=lambda item: item[1]):
-            out.extend(self._decide(self._docs.get(doc_key), (commit_lsn, index), source, tx_id,
-                                    False))
+        order = sorted([(index, doc_key) for doc_key, index in touched.items()]
+                       + [(index, None) for index in pending.rates], key=lambda item: item[0])
+        for index, doc_key in order:
+            if doc_key is None:  # rule 8: a rate among the documents, by event index
+                out.extend(self._rate(pending.rates[index], (commit_lsn, index), source, tx_id,
+                                      False))
+            else:
+                out.extend(self._decide(self._docs.get(doc_key), (commit_lsn, index), source,
+                                        tx_id, False))
         self._forget_deleted(touched)
         return out
+
+    def _rate(self, event: ChangeEvent, version: tuple[int, int], source: SourcePosition,
+              tx_id: str | None, snapshot: bool) -> list[Emitted]:
+        """The :class:`RateEvent` of one rate row (nothing for a delete); a row whose values
+        cannot be read becomes a :class:`DocumentRejected` keyed ``rate:<currency>:<date>``."""
+        if event.op is Op.DELETE or event.after is None:
+            return []
+        row = event.after
+        key = f"rate:{_maybe(row, 'currency')}:{_maybe(row, 'date')}"
+        try:
+            currency, day = _text(row, "currency"), _as_date(row.value("date"), "date")
+            nominal = int(row.value("nominal")) if "nominal" in row else 1
+            if nominal <= 0:
+                raise DocumentUnbuildable(f"{key}: nominal {nominal} is not positive")
+            with localcontext(Context(prec=28)):  # rate / nominal at one fixed precision
+                rate = row.money("rate") / nominal
+        except (RejectedRecord, TypeError, ValueError) as error:
+            if not isinstance(error, RejectedRecord):
+                error = DocumentUnbuildable(f"{key}: {error}", document_id=key)
+            return [DocumentRejected(key=key, error=error, version=version, source=source,
+                                     transaction_id=tx_id)]
+        return [RateEvent(key=f"rate:{currency}:{day.isoformat()}", currency=currency, date=day,
+                          rate=rate, version=version, source=source, transaction_id=tx_id,
+                          snapshot=snapshot)]
 
     def _on_snapshot_row(self, event: ChangeEvent) -> list[Emitted]:
         doc_key = self._apply_row(event)
@@ -739,6 +821,7 @@ __all__ = [
     "CHILD_TABLES",
     "DOCUMENT_TABLES",
     "HEADER_TABLES",
+    "RATE_TABLE",
     "AssemblyOverflow",
     "DocumentAssembler",
     "DocumentEvent",
@@ -746,6 +829,7 @@ __all__ = [
     "DocumentRejected",
     "DocumentUnbuildable",
     "Emitted",
+    "RateEvent",
     "build_document",
     "commit_lsn_of",
 ]

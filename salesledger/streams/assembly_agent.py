@@ -11,7 +11,9 @@ have gone to the documents topic (``dlq retry`` publishes exactly those bytes), 
 topic ``<CDC topic>#<document key>`` (one record may complete several documents; the store
 keys dead letters by source position). Per record (thin):
 decode (:func:`salesledger.streams.cdc.decode_record`) -> :class:`DocumentAssembler` -> produce
-each completed :class:`DocumentEvent` (Avro ``SalesDocumentEvent``, key ``<type>:<number>``);
+each completed :class:`DocumentEvent` (Avro ``SalesDocumentEvent``, key ``<type>:<number>``)
+and each exchange rate (:class:`RateEvent`, Avro ``ExchangeRateEvent``, key
+``rate:<currency>:<date>``, in commit order with the documents: assembly rule 8);
 a record that cannot be decoded, and a document that cannot be built, become dead letters with
 topic / partition / offset headers and the reason (CDC-14). Tombstones and heartbeats are
 skipped (CDC-07). Nothing raises to Faust.
@@ -55,6 +57,7 @@ from salesledger.streams.assembly import (
     DocumentAssembler,
     DocumentEvent,
     DocumentRejected,
+    RateEvent,
 )
 from salesledger.streams.cdc import (
     ChangeEvent,
@@ -63,7 +66,12 @@ from salesledger.streams.cdc import (
     decode_record,
 )
 from salesledger.streams.deadletter import DeadLetter, RejectedRecord, build_dead_letter
-from salesledger.streams.documents import DOCUMENT_SUBJECT, document_datum
+from salesledger.streams.documents import (
+    DOCUMENT_SUBJECT,
+    RATE_SUBJECT,
+    document_datum,
+    rate_datum,
+)
 from salesledger.streams.posting import DLQ_TOPIC, Output
 from salesledger.streams.serde import AvroSerde
 from salesledger.streams.validation import MASTER_TABLES
@@ -122,6 +130,8 @@ class AssemblyProcessor:
         for item in emitted:
             if isinstance(item, DocumentEvent):
                 outputs.append(self._document(item))
+            elif isinstance(item, RateEvent):  # assembly rule 8: a rate, in commit order
+                outputs.append(self._rate(item, topic, partition, offset, key, value))
             else:
                 assert isinstance(item, DocumentRejected)
                 if item.document is not None:  # a version that failed validation
@@ -137,6 +147,19 @@ class AssemblyProcessor:
         self.documents += 1
         value = self.serde.encode(DOCUMENT_SUBJECT, document_datum(event))
         return Output(DOCUMENTS_TOPIC, event.key.encode(), value,
+                      (("sl.version", f"{event.version[0]}.{event.version[1]}".encode()),))
+
+    def _rate(self, event: RateEvent, topic: str, partition: int, offset: int,
+              key: bytes | None, value: bytes | None) -> Output:
+        """The rate's record on the documents topic (key ``rate:<currency>:<date>``), or a
+        dead letter when the rate does not fit its schema (``decimal_out_of_range``)."""
+        try:
+            encoded = self.serde.encode(RATE_SUBJECT, rate_datum(event))
+        except RejectedRecord as error:
+            return self._dead(build_dead_letter(error, topic=topic, partition=partition,
+                                                offset=offset, key=key, value=value,
+                                                document_id=event.key))
+        return Output(DOCUMENTS_TOPIC, event.key.encode(), encoded,
                       (("sl.version", f"{event.version[0]}.{event.version[1]}".encode()),))
 
     def _invalid_version(self, item: DocumentRejected, topic: str, partition: int,
@@ -158,8 +181,8 @@ class AssemblyProcessor:
 
 
 def last_document_version(settings: Settings, serde: AvroSerde) -> tuple[int, int]:
-    """The highest document version on the documents topic (scanning back from its end past
-    period actions); ``(-1, -1)`` when it holds no document."""
+    """The highest document (or exchange-rate) version on the documents topic (scanning back
+    from its end past period actions); ``(-1, -1)`` when it holds none."""
     topic = declared(settings, DOCUMENTS_TOPIC)
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
                          "group.id": "salesledger-tail-reader", "enable.auto.commit": False})
@@ -187,7 +210,7 @@ def _version_of(serde: AvroSerde, value: bytes | None) -> tuple[int, int] | None
         return None
     try:
         writer, _ = serde.writer_of(value)
-        if writer.subject != DOCUMENT_SUBJECT:
+        if writer.subject not in (DOCUMENT_SUBJECT, RATE_SUBJECT):
             return None
         datum = serde.decode(value)
     except RejectedRecord:
@@ -274,7 +297,8 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Ass
     """Rebuild the assembler, then add the assembly agent to ``app``."""
     # Documents without a currency column (write-offs) are in the ledger's functional currency.
     processor = AssemblyProcessor(DocumentAssembler(
-        functional_currency=pipeline.ledger_settings().functional_currency))
+        functional_currency=pipeline.ledger_settings().functional_currency,
+        exchange_rates=True))  # rates go to the posting stage in commit order (rule 8)
     processor.assembler.validator = validator_from_database(settings, pipeline.ledger_settings())
     pending = rebuild(settings, app.conf.id, processor)
     outputs = {DOCUMENTS_TOPIC: raw_topic(app, declared(settings, DOCUMENTS_TOPIC)),

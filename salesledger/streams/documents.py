@@ -1,6 +1,6 @@
 """The documents topic's records: sales document events and period actions, as Avro datums.
 
-``{prefix}.documents`` carries, in source commit order, two kinds of record (single-object
+``{prefix}.documents`` carries, in source commit order, three kinds of record (single-object
 Avro, :mod:`salesledger.streams.serde`):
 
 - ``salesledger.SalesDocumentEvent`` (``schemas/sales_document.v3.avsc``; v2 adds the invoice line ``kind``, v3 the opening
@@ -10,10 +10,14 @@ Avro, :mod:`salesledger.streams.serde`):
   unlock`` / ``held release`` from the CLI. They travel on the same one-partition topic so the
   posting stage applies them in one total order with the documents (a lock takes effect between
   two documents, the same way on every replay).
+- ``salesledger.ExchangeRateEvent`` (``schemas/exchange_rate.v1.avsc``): one exchange rate
+  (a ``sales.currency_rates`` row inserted or updated), from
+  :class:`~salesledger.streams.assembly.RateEvent`, in commit order with the documents, so the
+  posting stage sets it (``engine.set_rate``) between the same two documents on every replay.
 
 :func:`document_datum` / :func:`document_from_datum` convert between the model
-(:mod:`salesledger.ledger.model`) and the datum; :func:`decode_documents_record` tells the two
-kinds apart by the writer schema. Pure: no Kafka client.
+(:mod:`salesledger.ledger.model`) and the datum, :func:`rate_datum` builds a rate's;
+:func:`decode_documents_record` tells the kinds apart by the writer schema. Pure: no Kafka client.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from salesledger.ledger.model import (
     DOCUMENT_CLASSES,
     Allocation,
     AnyDocument,
+    ExchangeRate,
     GoodsReceipt,
     Invoice,
     InvoiceLine,
@@ -42,14 +47,16 @@ from salesledger.ledger.model import (
     WriteOff,
     WriteOffLine,
 )
-from salesledger.streams.assembly import DocumentEvent
+from salesledger.streams.assembly import DocumentEvent, RateEvent
 from salesledger.streams.deadletter import RejectedRecord
 from salesledger.streams.serde import AvroSerde
 
 DOCUMENT_SUBJECT = "sales_document"
 ACTION_SUBJECT = "period_action"
+RATE_SUBJECT = "exchange_rate"
 _DOCUMENT_RECORD = "salesledger.SalesDocumentEvent"
 _ACTION_RECORD = "salesledger.PeriodAction"
+_RATE_RECORD = "salesledger.ExchangeRateEvent"
 
 
 class NotADocumentRecord(RejectedRecord):
@@ -85,6 +92,17 @@ class DocumentVersionEvent:
     operation: str
     version: tuple[int, int]
     document: AnyDocument
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExchangeRateEvent:
+    """An exchange rate read back: ``key`` ``rate:<currency>:<date>``, ``version`` (commit LSN,
+    event index), the engine's ``rate`` (per one unit) and the source position."""
+
+    key: str
+    version: tuple[int, int]
+    rate: ExchangeRate
+    source: SourcePosition
 
 
 # --------------------------------------------------------------------------- model -> datum
@@ -135,6 +153,14 @@ def document_datum(event: DocumentEvent) -> dict[str, Any]:
         "currency": doc.currency, "branch": doc.branch, "entered_at": doc.entered_at,
         "body": _body(doc),
     }
+
+
+def rate_datum(event: RateEvent) -> dict[str, Any]:
+    """The ``salesledger.ExchangeRateEvent`` datum of an assembled rate (the serde refuses a
+    rate with more than 6 decimals: ``DecimalOutOfRange``, never rounded)."""
+    return {"currency": event.currency, "date": event.date, "rate": event.rate,
+            "version": {"commit_lsn": event.version[0], "event_index": event.version[1]},
+            "source": _source(event.source)}
 
 
 # --------------------------------------------------------------------------- datum -> model
@@ -194,8 +220,20 @@ def document_from_datum(datum: dict[str, Any]) -> DocumentVersionEvent:
                                 document=document)
 
 
+def rate_from_datum(datum: dict[str, Any]) -> ExchangeRateEvent:
+    """The engine's :class:`~salesledger.ledger.model.ExchangeRate` of an ``ExchangeRateEvent``
+    datum, with its key, version and source."""
+    src = datum["source"] or {}
+    rate = ExchangeRate(currency=datum["currency"], date=datum["date"], rate=datum["rate"])
+    return ExchangeRateEvent(
+        key=f"rate:{rate.currency}:{rate.date.isoformat()}",
+        version=(datum["version"]["commit_lsn"], datum["version"]["event_index"]), rate=rate,
+        source=SourcePosition(lsn=src.get("lsn"), tx_id=src.get("tx_id"),
+                              commit_time=_aware(src.get("commit_time"))))
+
+
 def decode_documents_record(serde: AvroSerde, value: bytes | None
-                            ) -> DocumentVersionEvent | PeriodActionEvent | None:
+                            ) -> DocumentVersionEvent | PeriodActionEvent | ExchangeRateEvent | None:
     """Decode one value of the documents topic; None for a tombstone.
 
     Raises:
@@ -218,6 +256,8 @@ def decode_documents_record(serde: AvroSerde, value: bytes | None
                                  document_key=datum.get("document_key"),
                                  actor=datum.get("actor"), at=_aware(datum.get("at")),
                                  action_id=datum.get("action_id") or "")
+    if writer.full_name == _RATE_RECORD:
+        return rate_from_datum(datum)
     raise NotADocumentRecord(f"{writer.full_name} does not belong on the documents topic")
 
 
@@ -225,9 +265,13 @@ __all__ = [
     "ACTION_SUBJECT",
     "DOCUMENT_SUBJECT",
     "DocumentVersionEvent",
+    "ExchangeRateEvent",
     "NotADocumentRecord",
     "PeriodActionEvent",
+    "RATE_SUBJECT",
     "decode_documents_record",
     "document_datum",
     "document_from_datum",
+    "rate_datum",
+    "rate_from_datum",
 ]

@@ -10,7 +10,9 @@ hands it each record's offset (``seq``), key and value and sends what it returns
    record becomes a dead letter with topic / partition / offset and reason (CDC-14);
 3. a document version goes to :func:`salesledger.ledger.engine.try_post` (the engine itself
    ignores an older version and returns the same entries, status ``duplicate``, for the same
-   version at a new offset); a period action to ``lock_period`` / ``release`` / unlock;
+   version at a new offset); a period action to ``lock_period`` / ``release`` / unlock; an
+   exchange rate to ``set_rate`` (the documents held for ``no_exchange_rate`` that now post
+   come out with it);
    a :class:`~salesledger.ledger.errors.LedgerError` becomes a dead letter naming the document
    and the rule; the state does not change;
 4. the outputs are built (journal entries keyed by document key, stock movements keyed
@@ -42,6 +44,7 @@ from salesledger.streams.deadletter import DeadLetter, RejectedRecord, build_dea
 from salesledger.streams.documents import (
     ACTION_SUBJECT,
     DocumentVersionEvent,
+    ExchangeRateEvent,
     PeriodActionEvent,
     decode_documents_record,
 )
@@ -158,6 +161,8 @@ class PostingProcessor:
                                            topic=self.source_topic, partition=0, offset=seq,
                                            key=key, value=value, document_id=item.document_key)
                 return self._finish(seq, old, old, (), [self._dead(letter)], "error")
+        elif isinstance(item, ExchangeRateEvent):
+            new, result, outputs = self._rate(old, item, seq, key, value)
         else:
             new, result, outputs = self._document(old, item, seq, key, value)
         touched = [t for r in _flatten(result) for t in r.touched]
@@ -186,6 +191,22 @@ class PostingProcessor:
                                        partition=0, offset=seq, key=key, value=value,
                                        document_id=error.document or event.key)
             return state, result, [self._dead(letter)]
+        return new, result, self._facts(result)
+
+    def _rate(self, state: LedgerState, event: ExchangeRateEvent, seq: int, key: bytes | None,
+              value: bytes | None):
+        """``engine.set_rate``; a refused rate (not positive) or an engine failure is a dead
+        letter naming the rate's key, and the state does not change."""
+        try:
+            new, result = engine.set_rate(state, event.rate, self.ledger, self.chart)
+        except Exception as error:  # noqa: BLE001 - dead-lettered, never raised to Faust
+            if not isinstance(error, LedgerError):
+                log.exception("engine failed on %s", event.key)
+            reason = error.reason if isinstance(error, LedgerError) else "engine_bug"
+            letter = build_dead_letter(reason, message=f"{type(error).__name__}: {error}",
+                                       topic=self.source_topic, partition=0, offset=seq,
+                                       key=key, value=value, document_id=event.key)
+            return state, PostingResult(status="error"), [self._dead(letter)]
         return new, result, self._facts(result)
 
     def _action(self, state: LedgerState, action: PeriodActionEvent):

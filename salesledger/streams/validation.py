@@ -15,9 +15,13 @@ would emit through :meth:`DocumentValidator.validate`; a failure is a :class:`Va
 ``vat_rate_not_allowed``         an invoice line's VAT rate differs from the product's
                                  ``vat_rate`` (a goods receipt's VAT is the supplier's:
                                  not checked)
-``missing_exchange_rate``        a currency other than the functional one without a rate in
-                                 ``sales.currency_rates`` on the document date or in the
-                                 ``rate_max_age_days`` before it (the engine's rule)
+``missing_exchange_rate``        a currency other than the functional one that has no rate at
+                                 all in ``sales.currency_rates`` (an unknown code: nothing to
+                                 wait for). A known currency whose rate for the document date
+                                 (or the ``rate_max_age_days`` before it) is not there yet
+                                 passes: the posting stage holds the document
+                                 (``no_exchange_rate``) and posts it when the rate arrives
+                                 (assembly rule 8 sends rates in commit order)
 ``totals_mismatch``              amounts that do not add up: a payment's allocations above its
                                  amount (golden README), a payment amount or an allocation of
                                  zero or below (the reference schema carries no other totals)
@@ -328,11 +332,10 @@ class DocumentValidator:
     def _currency(self, doc: AnyDocument) -> tuple[str, str] | None:
         if doc.currency == self.functional_currency:
             return None
-        if self.master.rate_for(doc.currency, doc.date, self.rate_max_age_days) is None:
+        if not any(currency == doc.currency for currency, _ in self.master.rates):
             return ("missing_exchange_rate",
-                    f"no {doc.currency} rate on {doc.date} or in the {self.rate_max_age_days} "
-                    "days before")
-        return None
+                    f"no {doc.currency} rate at all in sales.currency_rates (unknown currency)")
+        return None  # a missing rate for the date: the engine holds it (no_exchange_rate)
 
     @staticmethod
     def _amounts(doc: AnyDocument) -> tuple[str, str] | None:

@@ -57,7 +57,7 @@ def _decimals(schema, path="$"):
 
 _EXPECTED_SCALE = {  # conventions stated in serde's module doc and each schema's doc
     "qty": 4, "unit_price": 4, "unit_cost": 4, "vat_rate": 4, "discount_percent": 4,
-    "exchange_rate": 6,
+    "exchange_rate": 6, "rate": 6,  # rate: exchange_rate.v1's (the engine's ExchangeRate.rate)
 }
 
 

@@ -58,7 +58,7 @@ def test_valid_documents_pass(validator):
     (invoice(lines=(("A", "-2", "5.00", "18"),)), "non_positive_quantity"),
     (invoice(lines=(("A", "1", "5.00", "10"),)), "vat_rate_not_allowed"),
     (invoice(currency="EUR"), "missing_exchange_rate"),
-    (invoice(currency="USD", date=DAY + dt.timedelta(days=6)), "missing_exchange_rate"),
+    (invoice(currency="XQZ", date=DAY + dt.timedelta(days=6)), "missing_exchange_rate"),
     (payment(amount="50.00", allocations=(("INV-1", "30.00"), ("INV-2", "30.00"))),
      "totals_mismatch"),
     (payment(amount="0"), "totals_mismatch"),
@@ -69,6 +69,15 @@ def test_each_reason(validator, document, expected):
     validator.validate(invoice())  # INV-1: 10 x A
     assert reason(validator, document) == expected
     assert validator.failures == {expected: 1}
+
+
+def test_a_known_currency_without_the_day_s_rate_passes_for_the_engine_to_hold(validator):
+    """The posting stage holds it (no_exchange_rate) until the rate's event (assembly rule 8)."""
+    late = invoice(currency="USD", date=DAY + dt.timedelta(days=6))  # USD rate 8 days older
+    assert validator.master.rate_for("USD", late.date, 7) is None
+    assert reason(validator, late) is None
+    assert reason(validator, invoice(currency="USD")) is None
+    assert validator.failures == {}
 
 
 def test_unknown_unit_of_a_known_product(validator):
