@@ -30,7 +30,9 @@ Validation before emission (:mod:`salesledger.streams.validation`) adds ``unknow
 ``unknown_sku``, ``unknown_unit``, ``non_positive_quantity``, ``vat_rate_not_allowed``,
 ``missing_exchange_rate``, ``totals_mismatch``, ``unknown_invoice``, ``return_exceeds_sold``
 (its dead letters carry the document record itself, for ``dlq retry``); the posting stage adds
-the engine's error reasons and ``engine_bug`` (any other exception raised inside the engine).
+the engine's error reasons (among them ``before_golive``: dated on or before the go-live date;
+``kind_disabled``: a document kind not switched on) and ``engine_bug`` (any other exception
+raised inside the engine).
 """
 
 from __future__ import annotations

@@ -100,3 +100,15 @@ def test_positions_without_receipts_post_nothing(excluded):
     moves = [m for m in (mv("receipt", "2", "1.00"), mv("issue", "1")) if m.kind != excluded]
     lines, _ = gl.stock_lines(moves, LedgerSettings())
     assert len(lines) == (0 if excluded == "receipt" else 1)
+
+
+def test_cli_refuses_a_date_other_than_the_ledger_settings_golive_date(tmp_path):
+    from typer.testing import CliRunner
+
+    from salesledger.cli import app
+
+    ledger = tmp_path / "ledger.yaml"
+    ledger.write_text("golive_date: '2011-01-09'\n")
+    result = CliRunner().invoke(app, ["golive", "--date", "2011-01-10", "--profile", "test"],
+                                env={"SALESLEDGER_PIPELINE_LEDGER_SETTINGS_FILE": str(ledger)})
+    assert result.exit_code == 2 and "golive_date is 2011-01-09, not 2011-01-10" in result.output
