@@ -43,7 +43,7 @@ class Sales:
         return f"{name}-{self.tag}"
 
     def master_data(self) -> None:
-        c, t = self.conn, self.tag
+        c = self.conn
         c.execute("INSERT INTO sales.branches (code, name) VALUES (%s, 'golive')", (self.branch,))
         c.execute("INSERT INTO sales.warehouses (code, name, branch_code) VALUES (%s, 'golive', %s)",
                   (self.warehouse, self.branch))
@@ -55,7 +55,6 @@ class Sales:
         for name, kind in (("P1", "goods"), ("P2", "goods"), ("SV", "service")):
             c.execute("INSERT INTO sales.products (sku, name, unit, vat_rate, kind) VALUES (%s, 'golive', 'pcs', 18, %s)",
                       (self.code(name), kind))
-        assert t
 
     def receipt(self, number: str, date: dt.date, lines) -> str:
         number = self.code(number)
