@@ -23,6 +23,8 @@ Stable names (other layers import them; do not rename):
   ``cdc_role`` (LOGIN REPLICATION, Debezium), ``sink_role`` (writes the accounting store),
   ``reporting_role`` (read-only). Passwords: ``<role kind>_password`` (SecretStr), generated once
   into ``secrets_file`` (mode 600) unless given as ``SALESLEDGER_<KIND>_PASSWORD``.
+- ``serde``: ``auto`` | ``registry`` | ``single-object`` (``SALESLEDGER_SERDE``): how the
+  pipeline frames its own Avro topics (:meth:`salesledger.streams.serde.AvroSerde.for_settings`).
 - ``secrets_file``: Java-properties file with ``<kind>.user`` / ``<kind>.password`` keys
   (``cdc.password`` ...), also read by Kafka Connect's FileConfigProvider:
   ``settings.connect_secret("cdc.password")`` -> ``${file:<secrets_file>:cdc.password}``.
@@ -110,6 +112,12 @@ class Settings(BaseSettings):
     connect_heap: str = "768m"
     # Seconds one service may take to become healthy before `stack up` fails.
     start_timeout_s: float = 240.0
+
+    # ---- Avro framing of salesledger's own topics (salesledger/streams/serde.py,
+    # AvroSerde.for_settings): "registry" Confluent framing (fails at start without the
+    # registry), "single-object" Avro single-object encoding, "auto" the registry when it
+    # answers at start, else single-object. Readers accept both framings whatever this says.
+    serde: Literal["auto", "registry", "single-object"] = "auto"
 
     @model_validator(mode="before")
     @classmethod

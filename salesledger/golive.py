@@ -441,7 +441,7 @@ def produce_opening(settings: Any, document: OpeningBalance) -> str:
 
     event = DocumentEvent(key=document.key, operation="created", version=(0, 0), document=document,
                           source=SourcePosition())
-    value = AvroSerde().encode(DOCUMENT_SUBJECT, document_datum(event))
+    value = AvroSerde.for_settings(settings).encode(DOCUMENT_SUBJECT, document_datum(event))
     topic = settings.topic("documents")
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all",
                          "enable.idempotence": True, "message.max.bytes": 4_000_000})

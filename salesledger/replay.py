@@ -200,11 +200,13 @@ def replay_from_documents(settings: Settings, schema: str, ledger: LedgerSetting
         salesledger.sinks.writer.StoreUnavailable: the store is unreachable.
     """
     from salesledger.streams.posting import PostingProcessor
+    from salesledger.streams.serde import AvroSerde
     from salesledger.streams.state_store import LedgerStore
 
     migrate_store(settings, schema)
     documents = settings.topic("documents")
-    processor = PostingProcessor(LedgerStore({}), ledger, chart, source_topic=documents)
+    processor = PostingProcessor(LedgerStore({}), ledger, chart, source_topic=documents,
+                                 serde=AvroSerde.for_settings(settings))
     processor.start()
     result = ReplayResult(schema)
     writer = _writer(settings, schema, f"replay-documents-{schema}")

@@ -302,6 +302,7 @@ def show(
 ) -> None:
     """One dead letter (or a document's) in full, with its payload decoded when it is a
     document record. Exit 1 if there is none."""
+    from salesledger.config import get_settings
     from salesledger.streams.serde import AvroSerde
 
     with _store("reporting") as conn:
@@ -309,7 +310,7 @@ def show(
     if not letters:
         typer.echo(f"no dead letter {ident}", err=True)
         raise typer.Exit(1)
-    serde = AvroSerde()
+    serde = AvroSerde.for_settings(get_settings())
     items = []
     for letter in letters:
         item = letter.as_json()
@@ -365,7 +366,7 @@ def retry(
         if not letters:
             typer.echo(f"no open dead letter {ident or ''}".rstrip(), err=True)
             raise typer.Exit(0 if every else 1)
-        validator_for, serde = _validator_factory(settings, sales), AvroSerde()
+        validator_for, serde = _validator_factory(settings, sales), AvroSerde.for_settings(settings)
         results = []
         for letter in letters:
             decision = decide_retry(letter, serde, validator_for)

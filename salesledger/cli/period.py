@@ -37,7 +37,7 @@ def _send_action(action: str, *, through: dt.date | None = None, document_key: s
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all",
                          "enable.idempotence": True})
     producer.produce(settings.topic("documents"), key=(document_key or "period").encode(),
-                     value=AvroSerde().encode(ACTION_SUBJECT, event.datum()))
+                     value=AvroSerde.for_settings(settings).encode(ACTION_SUBJECT, event.datum()))
     if producer.flush(_TIMEOUT_S) != 0:
         raise typer.Exit(code=1)
     return event.datum()
@@ -64,7 +64,7 @@ def read_held(settings) -> dict[str, dict]:  # noqa: ANN001
 
     from salesledger.streams.serde import AvroSerde
 
-    serde = AvroSerde()
+    serde = AvroSerde.for_settings(settings)
     topic = settings.topic("held")
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
                          "group.id": f"held-list-{uuid.uuid4().hex}", "enable.auto.commit": False})

@@ -298,7 +298,7 @@ def post_opening_balance(settings: Settings, dataset: str, as_of: dt.date,
         return
     event = DocumentEvent(key=document.key, operation="created", version=(0, 0),
                           document=document, source=SourcePosition())
-    value = AvroSerde().encode(DOCUMENT_SUBJECT, document_datum(event))
+    value = AvroSerde.for_settings(settings).encode(DOCUMENT_SUBJECT, document_datum(event))
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all",
                          "enable.idempotence": True})
     producer.produce(settings.topic("documents"), key=document.key.encode(), value=value)

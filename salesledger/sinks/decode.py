@@ -51,10 +51,12 @@ class UnexpectedTopic(RejectedRecord):
 
 @lru_cache(maxsize=1)
 def shared_serde() -> Any:
-    """The process's :class:`~salesledger.streams.serde.AvroSerde` (schema catalog loaded once)."""
+    """The process's :class:`~salesledger.streams.serde.AvroSerde` (schema catalog loaded once;
+    framing from the process settings, ``SALESLEDGER_SERDE``)."""
+    from salesledger.config import get_settings
     from salesledger.streams.serde import AvroSerde
 
-    return AvroSerde()
+    return AvroSerde.for_settings(get_settings())
 
 
 def topic_suffix(topic: str) -> str:

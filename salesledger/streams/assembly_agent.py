@@ -298,7 +298,8 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Ass
     # Documents without a currency column (write-offs) are in the ledger's functional currency.
     processor = AssemblyProcessor(DocumentAssembler(
         functional_currency=pipeline.ledger_settings().functional_currency,
-        exchange_rates=True))  # rates go to the posting stage in commit order (rule 8)
+        exchange_rates=True),  # rates go to the posting stage in commit order (rule 8)
+        serde=AvroSerde.for_settings(settings))
     processor.assembler.validator = validator_from_database(settings, pipeline.ledger_settings())
     pending = rebuild(settings, app.conf.id, processor)
     outputs = {DOCUMENTS_TOPIC: raw_topic(app, declared(settings, DOCUMENTS_TOPIC)),

@@ -64,7 +64,7 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Pos
                       recovery_buffer_size=10_000, extra_topic_configs=CHANGELOG_CONFIG)
     ledger = pipeline.ledger_settings()
     chart = pipeline.load_chart()
-    serde = AvroSerde()
+    serde = AvroSerde.for_settings(settings)
     processor = PostingProcessor(
         LedgerStore(_TableView(table)), ledger, chart, source_topic=documents, serde=serde,
         aggregator=MinuteAggregator(chart, ledger.functional_currency, pipeline.metrics_window_s))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import struct
 import threading
@@ -39,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import fastavro
 from fastavro.schema import fingerprint as _fastavro_fingerprint
@@ -55,8 +56,10 @@ __all__ = [
     "DecimalOutOfRange",
     "HttpRegistryClient",
     "RegistryClient",
+    "RegistryUnavailable",
     "SchemaCatalog",
     "SchemaVersion",
+    "SerdeMode",
     "UnknownSchema",
     "check_decimal",
     "compatibility_problems",
@@ -69,6 +72,7 @@ CONFLUENT_MAGIC: Final = b"\x00"
 _FILE_RE: Final = re.compile(r"^(?P<subject>[a-z][a-z0-9_]*)\.v(?P<version>[1-9][0-9]*)\.avsc$")
 #: Bound on the nesting depth walked when validating decimals.
 _DEPTH_MAX: Final = 32
+_log = logging.getLogger(__name__)
 
 
 class UnknownSchema(DecodeError):
@@ -115,6 +119,8 @@ def check_decimal(value: Any, precision: int, scale: int, path: str = "$") -> De
         raise DecimalOutOfRange(f"{path}: {value} is not a finite amount")
     sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
+    if exponent == -scale and len(digits) <= precision:
+        return value  # already at the scale and within the precision (the usual case)
     excess = -scale - exponent  # fractional digits beyond the scale: must all be zeros
     if excess > 0:
         if any(digits[-excess:]):
@@ -166,7 +172,7 @@ def _compile_decimals(schema: Any, names: dict[str, Any], depth: int = 0) -> _Pr
             return None
 
         def prepare_record(datum: Any, path: str) -> Any:
-            if not isinstance(datum, Mapping):
+            if type(datum) is not dict and not isinstance(datum, Mapping):  # dict: fast path
                 return datum  # fastavro reports the type error
             out = dict(datum)
             for name, sub in live:
@@ -180,7 +186,7 @@ def _compile_decimals(schema: Any, names: dict[str, Any], depth: int = 0) -> _Pr
             return None
         if kind == "array":
             return lambda datum, path: [sub(v, f"{path}[{i}]") for i, v in enumerate(datum)] \
-                if isinstance(datum, list | tuple) else datum
+                if type(datum) is list or isinstance(datum, list | tuple) else datum
         return lambda datum, path: {k: sub(v, f"{path}[{k}]") for k, v in datum.items()} \
             if isinstance(datum, Mapping) else datum
     if isinstance(kind, dict | list):
@@ -222,8 +228,8 @@ def _compile_union(branches: list, names: dict[str, Any], depth: int) -> _Prepar
                 if name == short:
                     return (datum[0], sub(datum[1], path))
             return datum
-        if isinstance(datum, Mapping):
-            keys = set(datum)
+        if type(datum) is dict or isinstance(datum, Mapping):
+            keys = datum.keys()
             for _, fields, required, sub in records:  # first record branch the datum fits
                 if required <= keys <= fields:
                     return sub(datum, path)
@@ -338,6 +344,11 @@ class SchemaCatalog:
 # --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
+class RegistryUnavailable(RuntimeError):
+    """The schema registry could not be reached (refused, timed out, answered 5xx). An
+    operating error, never a dead letter: the record is fine, the registry is not."""
+
+
 class RegistryClient(Protocol):
     """What the serde needs from a Confluent-compatible schema registry."""
 
@@ -350,27 +361,47 @@ class RegistryClient(Protocol):
 
 class HttpRegistryClient:
     """A small client of the Confluent-compatible REST API (Confluent Schema Registry, or
-    Apicurio's ``/apis/ccompat/v7``): ``POST /subjects/{subject}/versions`` and
-    ``GET /schemas/ids/{id}``. Results are cached (ids are immutable). ``timeout_s`` bounds
-    each request. Blocking: call it at start-up (register) or from a thread, not in an agent
-    loop — lookups after the first are served from the cache.
+    Apicurio's ``/apis/ccompat/v7``): ``POST /subjects/{subject}/versions`` (register),
+    ``POST /subjects/{subject}`` (lookup), ``GET /schemas/ids/{id}`` and ``GET /subjects``
+    (ping). Results are cached (ids are immutable), so are ids the registry does not have (at
+    most ``missing_max``: a poison-pill stream costs one request per distinct id).
+    ``timeout_s`` bounds each request. Blocking: call it at start-up (register) or from a
+    thread, not in an agent loop — lookups after the first are served from the cache.
+
+    Raises (every method): :class:`RegistryUnavailable` when the registry cannot be reached.
     """
+
+    missing_max: Final = 1024
 
     def __init__(self, base_url: str, *, timeout_s: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self._ids: dict[tuple[str, int], int] = {}
         self._schemas: dict[int, Mapping[str, Any]] = {}
+        self._missing: set[int] = set()
         self._lock = threading.Lock()
 
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, *,
+                 timeout_s: float | None = None) -> Any:
+        """JSON reply of one request; ``urllib.error.HTTPError`` for a 4xx answer."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             self.base_url + path, data=data, method=method,
             headers={"Content-Type": "application/vnd.schemaregistry.v1+json",
                      "Accept": "application/vnd.schemaregistry.v1+json, application/json"})
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-            return json.loads(response.read())
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s or self.timeout_s) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                raise
+            raise RegistryUnavailable(f"{method} {self.base_url}{path}: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:  # refused, timeout, not JSON
+            raise RegistryUnavailable(f"{method} {self.base_url}{path}: {exc}") from None
+
+    def ping(self, timeout_s: float = 2.0) -> None:
+        """Return when the registry answers ``GET /subjects`` within ``timeout_s``."""
+        self._request("GET", "/subjects", timeout_s=timeout_s)
 
     def register(self, subject: str, schema: Mapping[str, Any]) -> int:
         key = (subject, fingerprint64(schema))
@@ -385,16 +416,42 @@ class HttpRegistryClient:
             self._schemas[schema_id] = schema
         return schema_id
 
+    def lookup(self, subject: str, schema: Mapping[str, Any]) -> int | None:
+        """The id of ``schema`` if it is registered under ``subject``, else None (nothing is
+        registered)."""
+        key = (subject, fingerprint64(schema))
+        with self._lock:
+            if key in self._ids:
+                return self._ids[key]
+        try:
+            reply = self._request("POST", f"/subjects/{urllib.request.quote(subject, safe='')}",
+                                  {"schemaType": "AVRO", "schema": json.dumps(schema)})
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise RegistryUnavailable(f"lookup {subject}: HTTP {exc.code}") from None
+        schema_id = int(reply["id"])
+        with self._lock:
+            self._ids[key] = schema_id
+            self._schemas[schema_id] = schema
+        return schema_id
+
     def schema_by_id(self, schema_id: int) -> Mapping[str, Any]:
         with self._lock:
             if schema_id in self._schemas:
                 return self._schemas[schema_id]
+            if schema_id in self._missing:
+                raise KeyError(schema_id)
         try:
             reply = self._request("GET", f"/schemas/ids/{schema_id}")
         except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                raise KeyError(schema_id) from None
-            raise
+            if exc.code != 404:
+                raise RegistryUnavailable(f"schema id {schema_id}: HTTP {exc.code}") from None
+            with self._lock:
+                if len(self._missing) >= self.missing_max:
+                    self._missing.clear()
+                self._missing.add(schema_id)
+            raise KeyError(schema_id) from None
         schema = json.loads(reply["schema"])
         with self._lock:
             self._schemas[schema_id] = schema
@@ -404,25 +461,62 @@ class HttpRegistryClient:
 # --------------------------------------------------------------------------------------------
 # The serde
 # --------------------------------------------------------------------------------------------
+#: ``SALESLEDGER_SERDE`` values (see :meth:`AvroSerde.for_settings`).
+SerdeMode = Literal["auto", "registry", "single-object"]
+Framing = Literal["confluent", "single-object"]
+#: Bound on the cached frame headers (schema versions seen); the cache starts over past it.
+_READINGS_MAX: Final = 4096
+_FOR_SETTINGS: dict[tuple[str, str], AvroSerde] = {}
+_FOR_SETTINGS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """How to read the records of one frame header: the writer version, where the body
+    starts, the reader version (latest of the writer's record) and whether decimal defaults
+    need fixing (reader differs from writer)."""
+
+    writer: SchemaVersion
+    start: int
+    reader: SchemaVersion
+    reader_parsed: Any  # None: read with the writer schema alone
+    fix_defaults: bool
+
+
 class AvroSerde:
     """Encode and decode salesledger's Avro records.
 
-    ``catalog``: the known schema versions (default: shipped ``schemas/``). ``registry``: when
-    given, Confluent framing with registry ids; otherwise single-object encoding.
-    ``subject_prefix`` is prepended to registry subjects (record-name strategy: the subject is
-    the record's full name) — for tests and side-by-side environments.
+    ``catalog``: the known schema versions (default: shipped ``schemas/``). ``registry``: a
+    registry client; ``framing`` of encoded records: ``"confluent"`` (the default when a
+    registry is given: ``0x00`` + 4-byte id, subjects by record name) or ``"single-object"``
+    (the default otherwise). ``subject_prefix`` is prepended to registry subjects — for tests
+    and side-by-side environments. ``registry_url``: where a serde without a registry client
+    resolves the ids of Confluent-framed records it is asked to decode, lazily, once per id
+    (without either, such a record is :class:`UnknownSchema`).
 
-    :meth:`encode` writes with the latest version of a subject; :meth:`decode` reads any
-    version, with the latest version of the writer's record as reader schema.
+    Production code builds its serde with :meth:`for_settings`. :meth:`encode` writes with
+    the latest version of a subject; :meth:`decode` reads either framing (told apart by the
+    magic bytes) and any version, with the latest version of the writer's record as reader.
+    Frame headers are computed once per schema version and readings cached per header, so
+    neither encoding nor decoding talks to the registry per record.
     """
 
     def __init__(self, catalog: SchemaCatalog | None = None, *,
                  registry: RegistryClient | None = None,
-                 subject_prefix: str = "") -> None:
+                 subject_prefix: str = "", framing: Framing | None = None,
+                 registry_url: str | None = None) -> None:
         self.catalog = catalog or SchemaCatalog.from_directory()
         self.registry = registry
+        self.framing: Framing = framing or ("confluent" if registry is not None else "single-object")
+        assert self.framing in ("confluent", "single-object"), self.framing
+        assert self.framing == "single-object" or registry is not None, "confluent needs a registry"
         self.subject_prefix = subject_prefix
+        self.registry_url = registry_url
         self._preparers: dict[int, _Prepare | None] = {}
+        self._headers: dict[int, bytes] = {}         # writer fingerprint -> frame header
+        self._readings: dict[bytes, _Reading] = {}   # frame header -> how to read
+        self._subject_names: dict[str, str] = {}     # subject or full name -> record full name
+        self._lock = threading.Lock()
 
     @classmethod
     def for_registry_url(cls, registry_url: str | None, *,
@@ -433,6 +527,72 @@ class AvroSerde:
         registry = HttpRegistryClient(registry_url) if registry_url else None
         return cls(catalog, registry=registry)
 
+    @classmethod
+    def for_settings(cls, settings: Any, *, catalog: SchemaCatalog | None = None) -> AvroSerde:
+        """The serde of salesledger's own topics for ``settings`` (``settings.serde``,
+        ``SALESLEDGER_SERDE``; ``settings.registry_url``). One instance per (mode, URL) per
+        process when ``catalog`` is the shipped one.
+
+        - ``registry``: Confluent framing; every schema version of the catalog is registered
+          (latest) or looked up (older) now, under the record-name subject
+          (``salesledger.JournalEntry``), so no record needs a registry call later.
+        - ``single-object``: single-object encoding; the registry is not contacted unless a
+          Confluent-framed record has to be decoded.
+        - ``auto`` (default): ``registry`` when the registry answers within 2 s, else
+          ``single-object`` with a warning in the log.
+
+        Raises:
+            RegistryUnavailable: mode ``registry`` and the registry cannot be reached.
+        """
+        mode: str = getattr(settings, "serde", "auto")
+        url: str = settings.registry_url
+        if mode not in ("auto", "registry", "single-object"):
+            raise ValueError(f"SALESLEDGER_SERDE={mode!r}: auto | registry | single-object")
+        if catalog is not None:
+            return cls._build_for(mode, url, catalog)
+        with _FOR_SETTINGS_LOCK:
+            serde = _FOR_SETTINGS.get((mode, url))
+            if serde is None:
+                serde = _FOR_SETTINGS[(mode, url)] = cls._build_for(mode, url, None)
+            return serde
+
+    @classmethod
+    def _build_for(cls, mode: str, url: str, catalog: SchemaCatalog | None) -> AvroSerde:
+        if mode == "single-object":
+            return cls(catalog, registry_url=url)
+        client = HttpRegistryClient(url)
+        try:
+            client.ping()
+            serde = cls(catalog, registry=client, framing="confluent", registry_url=url)
+            serde.register_catalog()
+            return serde
+        except RegistryUnavailable as exc:
+            if mode == "registry":
+                raise RegistryUnavailable(
+                    f"SALESLEDGER_SERDE=registry but the schema registry is unreachable "
+                    f"({exc}); start it (salesledger stack up) or set SALESLEDGER_SERDE=auto "
+                    "or single-object") from None
+            _log.warning("schema registry unreachable (%s): SALESLEDGER_SERDE=auto falls back "
+                         "to single-object encoding", exc)
+            return cls(catalog, registry_url=url)
+
+    def register_catalog(self) -> None:
+        """Register the latest version of every subject and look up the older ones, filling
+        the header and reading caches (Confluent framing only; blocking: call at start-up).
+
+        Raises:
+            RegistryUnavailable: the registry cannot be reached.
+        """
+        assert self.framing == "confluent" and self.registry is not None
+        for subject in self.catalog.subjects:
+            *older, latest = self.catalog.versions(subject)
+            self._header_of(latest)
+            lookup = getattr(self.registry, "lookup", None)
+            for version in older if lookup is not None else ():
+                schema_id = lookup(self.subject_prefix + version.full_name, version.schema)
+                if schema_id is not None:
+                    self._remember(CONFLUENT_MAGIC + struct.pack(">I", schema_id), version, 5)
+
     def encode(self, subject: str, datum: Mapping[str, Any]) -> bytes:
         """Encode ``datum`` (a dict shaped like the schema; ``dataclasses.asdict`` of a
         ``salesledger.ledger.model`` output record fits) with the latest version of
@@ -441,6 +601,8 @@ class AvroSerde:
         Raises:
             DecimalOutOfRange: an amount does not fit its field (CDC-04).
             UnknownSchema: no such subject.
+            RegistryUnavailable: Confluent framing, a version not registered yet, and the
+                registry unreachable (not after :meth:`register_catalog`).
             ValueError / TypeError: the datum does not match the schema (a bug upstream).
         """
         writer = self.catalog.latest(subject)
@@ -448,71 +610,124 @@ class AvroSerde:
 
     def encode_with(self, writer: SchemaVersion, datum: Mapping[str, Any]) -> bytes:
         """Encode ``datum`` with a given schema version (tests, replays of old versions)."""
-        if writer.fingerprint not in self._preparers:
-            self._preparers[writer.fingerprint] = _compile_decimals(writer.schema, {})
-        prepare = self._preparers[writer.fingerprint]
-        prepared = datum if prepare is None else prepare(datum, "$")
-        body = io.BytesIO()
-        fastavro.schemaless_writer(body, writer.parsed, prepared)
-        if self.registry is not None:
+        fp = writer.fingerprint
+        try:
+            prepare = self._preparers[fp]
+        except KeyError:
+            prepare = self._preparers[fp] = _compile_decimals(writer.schema, {})
+        header = self._headers.get(fp) or self._header_of(writer)
+        out = io.BytesIO()
+        out.write(header)
+        fastavro.schemaless_writer(out, writer.parsed, datum if prepare is None else prepare(datum, "$"))
+        return out.getvalue()
+
+    def _header_of(self, writer: SchemaVersion) -> bytes:
+        """The frame header of ``writer`` in this serde's framing (registers it once)."""
+        if self.framing == "confluent":
+            assert self.registry is not None
             schema_id = self.registry.register(self.subject_prefix + writer.full_name,
                                                writer.schema)
-            return CONFLUENT_MAGIC + struct.pack(">I", schema_id) + body.getvalue()
-        return SINGLE_OBJECT_MAGIC + struct.pack("<Q", writer.fingerprint) + body.getvalue()
+            header, start = CONFLUENT_MAGIC + struct.pack(">I", schema_id), 5
+        else:
+            header, start = SINGLE_OBJECT_MAGIC + struct.pack("<Q", writer.fingerprint), 10
+        self._remember(header, writer, start)
+        self._headers[writer.fingerprint] = header
+        return header
+
+    def _remember(self, header: bytes, writer: SchemaVersion, start: int) -> _Reading:
+        try:
+            reader = self.catalog.latest(writer.full_name)
+        except UnknownSchema:
+            reader = writer
+        same = reader.fingerprint == writer.fingerprint
+        reading = _Reading(writer, start, reader, None if same else reader.parsed, not same)
+        with self._lock:
+            if len(self._readings) >= _READINGS_MAX:
+                self._readings.clear()
+            self._readings[header] = reading
+        return reading
+
+    def _reading(self, data: bytes) -> _Reading:
+        """The cached reading of ``data``'s frame header (resolved on first sight).
+
+        Raises:
+            UnknownSchema, ConverterMismatch, Undecodable; RegistryUnavailable.
+        """
+        if data[:2] == SINGLE_OBJECT_MAGIC and len(data) >= 10:
+            header = data[:10]
+            reading = self._readings.get(header)
+            if reading is None:
+                (fp,) = struct.unpack("<Q", data[2:10])
+                reading = self._remember(header, self.catalog.by_fingerprint(fp), 10)
+            return reading
+        if data[:1] == CONFLUENT_MAGIC and len(data) >= 5:
+            header = data[:5]
+            reading = self._readings.get(header)
+            if reading is None:
+                reading = self._remember(header, self._registry_version(data), 5)
+            return reading
+        if len(data) < 5:
+            raise Undecodable(f"not an Avro record: {sniff_format(data)}")
+        raise ConverterMismatch(f"converter mismatch: expected Avro, got {sniff_format(data)}")
+
+    def _registry_version(self, data: bytes) -> SchemaVersion:
+        (schema_id,) = struct.unpack(">I", data[1:5])
+        registry = self.registry
+        if registry is None:
+            if not self.registry_url:
+                raise UnknownSchema(f"Confluent-framed record (schema id {schema_id}) but no "
+                                    "registry is configured")
+            registry = self.registry = HttpRegistryClient(self.registry_url)  # decoding only
+        try:
+            schema = registry.schema_by_id(schema_id)
+        except KeyError:
+            raise UnknownSchema(f"unknown schema id {schema_id}: the registry has none") from None
+        try:
+            return self.catalog.by_fingerprint(fingerprint64(schema))
+        except UnknownSchema:
+            name = schema.get("name", "?")
+            namespace = schema.get("namespace")
+            full = f"{namespace}.{name}" if namespace and "." not in name else name
+            return SchemaVersion.from_schema(full, 0, schema)
 
     def writer_of(self, data: bytes) -> tuple[SchemaVersion, int]:
         """The writer schema of ``data`` and where its body starts.
 
         Raises:
-            UnknownSchema, ConverterMismatch, Undecodable.
+            UnknownSchema (CDC-14: unknown fingerprint or schema id), ConverterMismatch,
+            Undecodable; RegistryUnavailable (a new schema id and no registry to ask).
         """
-        if data[:2] == SINGLE_OBJECT_MAGIC and len(data) >= 10:
-            (fp,) = struct.unpack("<Q", data[2:10])
-            return self.catalog.by_fingerprint(fp), 10
-        if data[:1] == CONFLUENT_MAGIC and len(data) >= 5:
-            (schema_id,) = struct.unpack(">I", data[1:5])
-            if self.registry is None:
-                raise UnknownSchema(f"Confluent-framed record (schema id {schema_id}) but no "
-                                    "registry is configured")
-            try:
-                schema = self.registry.schema_by_id(schema_id)
-            except KeyError:
-                raise UnknownSchema(f"registry has no schema id {schema_id}") from None
-            fp = fingerprint64(schema)
-            try:
-                return self.catalog.by_fingerprint(fp), 5
-            except UnknownSchema:
-                name = schema.get("name", "?")
-                namespace = schema.get("namespace")
-                full = f"{namespace}.{name}" if namespace and "." not in name else name
-                return SchemaVersion.from_schema(full, 0, schema), 5
-        if len(data) < 5:
-            raise Undecodable(f"not an Avro record: {sniff_format(data)}")
-        raise ConverterMismatch(f"converter mismatch: expected Avro, got {sniff_format(data)}")
+        reading = self._reading(data)
+        return reading.writer, reading.start
 
     def decode(self, data: bytes | None, subject: str | None = None) -> dict[str, Any] | None:
-        """Decode a value; ``None`` for a tombstone. With ``subject``, refuse data of another
-        record (``ConverterMismatch``). Amounts come back as ``Decimal`` at the schema scale.
+        """Decode a value of either framing; ``None`` for a tombstone. With ``subject``, refuse
+        data of another record (``ConverterMismatch``). Amounts come back as ``Decimal`` at the
+        schema scale.
 
         Raises:
-            UnknownSchema, ConverterMismatch, Undecodable.
+            UnknownSchema, ConverterMismatch, Undecodable; RegistryUnavailable (operating
+            error, not a dead letter: a new schema id and the registry unreachable).
         """
         if data is None:
             return None
-        writer, start = self.writer_of(data)
+        reading = self._reading(data)
+        if subject is not None:
+            expected = self._subject_names.get(subject)
+            if expected is None:
+                expected = self._subject_names[subject] = self.catalog.latest(subject).full_name
+            if expected != reading.reader.full_name:
+                raise ConverterMismatch(f"expected {subject} but the record is "
+                                        f"{reading.writer.full_name}")
+        body = io.BytesIO(data)
+        body.seek(reading.start)
         try:
-            reader = self.catalog.latest(writer.full_name)
-        except UnknownSchema:
-            reader = writer
-        if subject is not None and self.catalog.latest(subject).full_name != reader.full_name:
-            raise ConverterMismatch(f"expected {subject} but the record is {writer.full_name}")
-        try:
-            datum = fastavro.schemaless_reader(io.BytesIO(data[start:]), writer.parsed,
-                                               reader.parsed if reader is not writer else None)
+            datum = fastavro.schemaless_reader(body, reading.writer.parsed, reading.reader_parsed)
         except Exception as exc:  # fastavro raises many types on a body that is not its schema
-            raise Undecodable(f"{writer.full_name} v{writer.version} body unreadable: {exc}") from None
-        if reader.fingerprint != writer.fingerprint:
-            datum = _decimal_defaults(reader.schema, datum, {})
+            raise Undecodable(f"{reading.writer.full_name} v{reading.writer.version} body "
+                              f"unreadable: {exc}") from None
+        if reading.fix_defaults:
+            datum = _decimal_defaults(reading.reader.schema, datum, {})
         return datum
 
 

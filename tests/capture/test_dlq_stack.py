@@ -108,7 +108,7 @@ def test_master_data_failure_and_poison_pill_are_dead_letters_and_retry_posts_on
     # a second retry changes nothing; nor does the same record published again (as after a
     # crash between publishing and resolving): posting deduplicates by document version
     assert dlq(pipeline, "retry", f"invoice:{ghost_invoice}").returncode == 1
-    again = decide_retry(resolved[0], AvroSerde(), lambda _doc: DocumentValidator(
+    again = decide_retry(resolved[0], AvroSerde.for_settings(pipeline.settings), lambda _doc: DocumentValidator(
         _master_now(pipeline)))
     assert again.action == "publish" and again.event.document.lines[0].kind == "service"
     _publish(pipeline.settings, resolved[0], again.event, again.value)

@@ -302,3 +302,121 @@ def test_serde_for_registry_url_chooses_the_framing():
     # a registry-configured reader still reads single-object records (no registry call)
     data = SERDE.encode("journal_entry", dataclasses.asdict(entry()))
     assert with_registry.decode(data)["entry_id"] == entry().entry_id
+
+
+# ------------------------------------------------------------------------------ for_settings
+class CountingRegistry:
+    """The RegistryClient protocol over a dict, counting calls (ids as a registry assigns)."""
+
+    def __init__(self):
+        self.schemas: dict[int, dict] = {}
+        self.calls = {"register": 0, "schema_by_id": 0}
+
+    def register(self, subject, schema):
+        self.calls["register"] += 1
+        for sid, known in self.schemas.items():
+            if fingerprint64(known) == fingerprint64(schema):
+                return sid
+        self.schemas[len(self.schemas) + 1] = dict(schema)
+        return len(self.schemas)
+
+    def schema_by_id(self, schema_id):
+        self.calls["schema_by_id"] += 1
+        return self.schemas[schema_id]
+
+
+def test_one_serde_decodes_both_framings_and_talks_to_the_registry_once_per_version():
+    registry = CountingRegistry()
+    confluent = AvroSerde(registry=registry)
+    confluent.register_catalog()
+    registered = registry.calls["register"]
+    assert registered == len(confluent.catalog.subjects)  # the latest version of each
+    datum = dataclasses.asdict(entry())
+    framed = [confluent.encode("journal_entry", datum) for _ in range(50)]
+    single = SERDE.encode("journal_entry", datum)
+    assert all(f[:1] == b"\x00" and f[5:] == single[10:] for f in framed)  # same Avro body
+    assert registry.schemas[struct.unpack(">I", framed[0][1:5])[0]]["name"] == "JournalEntry"
+    for data in (*framed, single):
+        assert confluent.decode(data, "journal_entry") == SERDE.decode(single)
+    assert registry.calls == {"register": registered, "schema_by_id": 0}  # all from the cache
+    # another process's reader: one lookup per id, then the cache
+    reader = AvroSerde(registry=registry)
+    for data in framed:
+        assert reader.decode(data)["entry_id"] == entry().entry_id
+    assert registry.calls["schema_by_id"] == 1
+
+
+def test_unknown_schema_id_is_an_unknown_schema_decode_error():
+    serde = AvroSerde(registry=CountingRegistry())
+    data = serde.encode("journal_entry", dataclasses.asdict(entry()))
+    bogus = b"\x00" + struct.pack(">I", 4242) + data[5:]
+    with pytest.raises(UnknownSchema, match="unknown schema id 4242") as info:
+        serde.decode(bogus)
+    assert info.value.reason == "unknown_schema"  # a RejectedRecord: dead-lettered (CDC-14)
+
+
+def test_CDC_14_unknown_schema_id_on_the_documents_topic_is_dead_lettered():
+    from tests.pipeline.test_posting_step import LoggedTable, encoded, processor, receipt
+
+    serde = AvroSerde(registry=CountingRegistry())
+    posting = processor(LoggedTable())
+    posting.serde = serde
+    good = serde.encode("sales_document", SERDE.decode(encoded(receipt("GR-U1", "1", "2.00"), 100)))
+    bogus = b"\x00" + struct.pack(">I", 999) + good[5:]
+    out = posting.process(0, b"goods_receipt:GR-U0", bogus)
+    assert [(o.topic, dict(o.headers).get("dlq.reason")) for o in out] == [
+        ("dlq", b"unknown_schema")]
+    out = posting.process(1, b"goods_receipt:GR-U1", good)
+    assert "dlq" not in {o.topic for o in out} and any(o.topic == "ledger.journal-entries"
+                                                       for o in out)
+
+
+def _settings(mode: str, port: int):
+    from salesledger.config import Settings
+
+    return Settings(profile="test", serde=mode, registry_port=port)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:  # bound, never listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_for_settings_single_object_never_contacts_the_registry():
+    serde = AvroSerde.for_settings(_settings("single-object", _closed_port()))
+    assert serde.framing == "single-object" and serde.registry is None
+    assert serde.encode("journal_entry", dataclasses.asdict(entry()))[:2] == SINGLE_OBJECT_MAGIC
+
+
+def test_for_settings_registry_down_at_start_fails_loudly_in_registry_mode():
+    from salesledger.streams.serde import RegistryUnavailable
+
+    with pytest.raises(RegistryUnavailable, match="SALESLEDGER_SERDE=registry"):
+        AvroSerde.for_settings(_settings("registry", _closed_port()))
+
+
+def test_for_settings_registry_down_at_start_falls_back_in_auto_mode(caplog):
+    from salesledger.streams.serde import RegistryUnavailable
+
+    port = _closed_port()
+    with caplog.at_level("WARNING"):
+        serde = AvroSerde.for_settings(_settings("auto", port))
+    assert serde.framing == "single-object" and "falls back" in caplog.text
+    data = serde.encode("journal_entry", dataclasses.asdict(entry()))
+    assert data[:2] == SINGLE_OBJECT_MAGIC and serde.decode(data)["entry_id"] == entry().entry_id
+    # a Confluent-framed record still needs the registry: an operating error, not a dead letter
+    with pytest.raises(RegistryUnavailable):
+        serde.decode(b"\x00" + struct.pack(">I", 1) + data[10:])
+    assert AvroSerde.for_settings(_settings("auto", port)) is serde  # one per process
+
+
+def test_check_decimal_fast_path_keeps_the_value_and_the_slow_path_rescales():
+    exact = Decimal("12.50")
+    assert check_decimal(exact, 18, 2) is exact
+    assert str(check_decimal(Decimal("12.5"), 18, 2)) == "12.50"
+    assert str(check_decimal(Decimal("-0.100"), 18, 2)) == "-0.10"
+    with pytest.raises(DecimalOutOfRange):
+        check_decimal(Decimal("1E+17"), 18, 2)  # 20 digits at scale 2

@@ -62,3 +62,31 @@ def test_CDC_22_confluent_framing_through_the_real_registry(settings, registry, 
 
     with pytest.raises(UnknownSchema):
         fresh.decode(b"\x00" + struct.pack(">I", schema_id + 100_000) + data[5:])
+
+
+def test_for_settings_registers_every_subject_and_frames_with_the_registry_ids(settings):
+    from salesledger.config import Settings
+    from salesledger.streams.serde import fingerprint64
+
+    serde = AvroSerde.for_settings(Settings(profile="test", serde="registry"))
+    assert serde.framing == "confluent"
+    import json
+
+    with urllib.request.urlopen(f"{settings.registry_url}/subjects", timeout=30) as reply:
+        subjects = set(json.loads(reply.read()))
+    catalog = serde.catalog
+    assert {catalog.latest(s).full_name for s in catalog.subjects} <= subjects  # record names
+    data = serde.encode("journal_entry", dataclasses.asdict(entry()))
+    (schema_id,) = struct.unpack(">I", data[1:5])
+    assert data[0] == 0
+    with urllib.request.urlopen(f"{settings.registry_url}/schemas/ids/{schema_id}",
+                                timeout=30) as reply:
+        stored = json.loads(json.loads(reply.read())["schema"])
+    assert fingerprint64(stored) == catalog.latest("journal_entry").fingerprint
+
+    # an id the registry lacks: UnknownSchema (dead letter), asked once, then remembered
+    missing = schema_id + 100_000
+    for _ in range(3):
+        with pytest.raises(UnknownSchema, match=f"unknown schema id {missing}"):
+            serde.decode(b"\x00" + struct.pack(">I", missing) + data[5:])
+    assert missing in serde.registry._missing  # noqa: SLF001 (negative cache)

@@ -16,13 +16,17 @@ from salesledger.ledger.settings import LedgerSettings
 from salesledger.ledger.state import LedgerState
 from salesledger.streams.documents import (
     DocumentVersionEvent,
+    ExchangeRateEvent,
     PeriodActionEvent,
     decode_documents_record,
 )
+from salesledger.config import get_settings
 from salesledger.streams.serde import AvroSerde
 from salesledger.streams.state_store import unlocked
 
-SERDE = AvroSerde()
+#: Encodes single-object (the simulation); decodes both framings (the workers' topics carry
+#: Confluent framing when the registry runs: ids resolved through it, once each).
+SERDE = AvroSerde(registry_url=get_settings().registry_url)
 
 
 def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> list[Any]:
@@ -85,6 +89,8 @@ def reference_entries(items: list[DocumentVersionEvent | PeriodActionEvent],
             else:
                 state, result = engine.release(state, Release(document_key=item.document_key),
                                                settings, chart)
+        elif isinstance(item, ExchangeRateEvent):  # assembly rule 8: a sales.currency_rates row
+            state, result = engine.set_rate(state, item.rate, settings, chart)
         else:
             state, result = engine.try_post(state, item.document, settings, chart)
         if result is not None and result.status not in ("duplicate", "ignored", "error"):
