@@ -20,10 +20,13 @@ from salesledger.streams.documents import (
     PeriodActionEvent,
     decode_documents_record,
 )
+from salesledger.config import get_settings
 from salesledger.streams.serde import AvroSerde
 from salesledger.streams.state_store import unlocked
 
-SERDE = AvroSerde()
+#: Encodes single-object (the simulation); decodes both framings (the workers' topics carry
+#: Confluent framing when the registry runs: ids resolved through it, once each).
+SERDE = AvroSerde(registry_url=get_settings().registry_url)
 
 
 def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> list[Any]:
