@@ -4,18 +4,32 @@ Contracts live in ``schemas/<subject>.v<N>.avsc`` (namespace ``salesledger``); e
 ever released stays there, and :func:`compatibility_problems` checks that each version can read
 data written with the previous one (the CI check, ``salesledger schemas check``).
 
-Framing of a record value:
+Framing of a record value (chosen by ``SALESLEDGER_SERDE``, :meth:`AvroSerde.for_settings`,
+which every producer and consumer of our topics uses):
 
-- **no registry** (default): Avro *single-object encoding* — ``0xC3 0x01``, the writer schema's
-  8-byte little-endian CRC-64-AVRO fingerprint of its parsing canonical form, then the Avro
-  binary body (Avro 1.11 specification, "Single-object encoding");
-- **registry configured**: Confluent framing — ``0x00``, the 4-byte big-endian schema id, then
-  the body; subjects follow the record-name strategy (subject = the record's full name, e.g.
-  ``salesledger.JournalEntry``).
+- **registry** (``auto`` while the registry answers at start — the local stack runs one):
+  Confluent framing — ``0x00``, the 4-byte big-endian schema id, then the Avro binary body.
+  Subjects follow the *record-name* strategy (subject = the record's full name, e.g.
+  ``salesledger.JournalEntry``), not the topic-name strategy: the documents topic carries
+  three records (``SalesDocumentEvent``, ``PeriodAction``, ``ExchangeRateEvent``) and every
+  stage's dead-letter topic the same ``DeadLetter``, so a subject per topic would need union
+  schemas. Every catalog version is registered (latest) or looked up (older) at start.
+- **single-object** (``auto`` when the registry does not answer at start): Avro *single-object
+  encoding* — ``0xC3 0x01``, the writer schema's 8-byte little-endian CRC-64-AVRO fingerprint
+  of its parsing canonical form, then the body (Avro 1.11 specification).
+- ``registry`` mode with the registry down at start fails (:class:`RegistryUnavailable`): the
+  worker exits and the supervisor restarts it. ``auto`` falls back and logs a warning; topics
+  may then hold both framings, which every reader takes.
 
-The reader resolves the writer schema (by fingerprint among all known versions, or by registry
-id) and reads with the *latest* known version of the same record as reader schema, so data
-written with an older version reads with defaults applied (CDC-22).
+Every reader accepts both framings, told apart by the magic bytes (old topics, replays, a
+mixed topic). It resolves the writer schema (by fingerprint among all known versions, or by
+registry id: asked once per id, then cached; an id the registry lacks is
+:class:`UnknownSchema`, a dead letter, CDC-14) and reads with the *latest* known version of
+the same record as reader schema, so data written with an older version reads with defaults
+applied (CDC-22). A registry unreachable while a *new* id must be resolved is
+:class:`RegistryUnavailable` — an operating error, never a dead letter. Hot paths: frame
+headers are computed once per schema version and readings (writer, reader, body offset)
+cached per header, so encode and decode are one fastavro call plus dict lookups.
 
 Money (CDC-04): before encoding, every ``decimal`` field is checked against its schema's scale
 and precision — ``Decimal("0.105")`` into scale 2 or an amount with too many integer digits is
