@@ -79,7 +79,7 @@ def _read_all(settings, topic: str, group: str) -> list:
 
 def test_worker_writes_dead_letters_and_resumes_from_stored_offsets(
         settings, store, owner_conn, fresh_topic, consumer_group):
-    serde = AvroSerde()
+    serde = AvroSerde.for_settings(settings)  # the worker's framing: decodes its dead letters
     topic = fresh_topic("ledger.journal-entries")
     dlq = fresh_topic("dlq")
     group = consumer_group("sink")
