@@ -44,6 +44,7 @@ A named :func:`namespace` (``--namespace soak``) runs beside the default one wit
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -63,7 +64,7 @@ from typing import Any, Callable
 import psycopg
 from psycopg import sql
 
-from salesledger.bench import figures, procs, workload
+from salesledger.bench import dataset, figures, procs, workload
 from salesledger.config import Settings
 
 Reporter = Callable[[str], None]
@@ -116,7 +117,8 @@ def namespace(name: str = "") -> Namespace:
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """``lines``: N of the backlog (synthetic dataset); ``repeats`` (0: the soak alone);
+    """``lines``: N of the backlog (``online-retail-full``: 0 = every sales line of the file,
+    else its first invoices up to N lines); ``repeats`` (0: the soak alone);
     ``freshness_s``: seconds of load per offered rate; ``soak_s``: 0 or the soak's length;
     ``soak_docs_per_s``: its offered rate; ``dataset``: one of :data:`DATASETS`;
     ``dataset_path``: the R data file of ``online-retail-full``."""
@@ -242,6 +244,7 @@ class Bench:
     supervisor: subprocess.Popen | None = None
     connector: str = ""
     repeat_loads: list[list[float]] = field(default_factory=list)
+    retail: dataset.RetailBacklog | None = None  # --dataset online-retail-full
 
     def __post_init__(self) -> None:
         if self.settings is None:
@@ -268,8 +271,11 @@ class Bench:
         receipts = Offsets(s, self.cdc_topic("goods_receipt_lines"))
         try:
             workload.load_master_data(s.dsn("sales", "owner"))
-            self._wait("opening goods receipt captured",
-                       lambda: receipts.total() >= workload.SKUS_N, 240)
+            receipt_lines = workload.SKUS_N
+            if self.retail is not None:
+                receipt_lines += dataset.load_master_data(s.dsn("sales", "owner"), self.retail)
+            self._wait("opening goods receipts captured",
+                       lambda: receipts.total() >= receipt_lines, 240)
         finally:
             receipts.close()
 
@@ -388,7 +394,7 @@ class Bench:
     # ---- the phases
 
     def _backlog(self, tag: str, before_resume: Callable[[], None] = lambda: None
-                 ) -> tuple[list[workload.Document], float, float, float]:
+                 ) -> tuple[list[Any], float, float, float]:
         """Stop the connector, commit a backlog of N lines, call ``before_resume``, resume;
         return (documents, resume epoch, first and last line event's timestamp, epoch s)."""
         from salesledger import connect
@@ -396,8 +402,12 @@ class Bench:
         n = self.options.lines
         client = connect.ConnectClient(self.settings.connect_url)
         client.stop(self.connector)
-        docs = workload.documents(tag, n, self.options.seed)
-        took = workload.write_documents(self.settings.dsn("sales", "owner"), docs)
+        if self.retail is None:
+            docs: list[Any] = workload.documents(tag, n, self.options.seed)
+            took = workload.write_documents(self.settings.dsn("sales", "owner"), docs)
+        else:
+            docs = list(self.retail.invoices)
+            took = dataset.write_invoices(self.settings.dsn("sales", "owner"), self.retail, tag)
         self.report(f"backlog {tag}: {n:,} lines in {len(docs):,} invoices committed in "
                     f"{took:,.1f} s (connector stopped)")
         lines = Offsets(self.settings, self.cdc_topic("invoice_lines"))
@@ -641,12 +651,35 @@ class Bench:
         return (f"soak {minute:5.1f} min: {delivered:,} invoices in the store; RSS MiB {now}; "
                 f"load avg {os.getloadavg()[0]:.2f}")
 
+    def load_dataset(self) -> None:
+        """Read ``online-retail-full`` and plan its backlog; N becomes its line count.
+
+        Raises:
+            BenchError: no ``dataset_path``, or the file is not the Online Retail R data.
+        """
+        path = self.options.dataset_path
+        if path is None:
+            raise BenchError(f"--dataset {dataset.DATASET} needs --dataset-path")
+        started = time.monotonic()
+        try:
+            source = dataset.read_rda(path)
+        except (OSError, ImportError, dataset.RetailDataError) as exc:
+            raise BenchError(f"--dataset-path {path}: {exc}") from exc
+        self.retail = dataset.plan_backlog(source, self.options.lines or None)
+        self.options = dataclasses.replace(self.options, lines=self.retail.lines)
+        self.report(f"{dataset.DATASET}: {len(source):,} lines read in "
+                    f"{time.monotonic() - started:,.1f} s; backlog {self.retail.lines:,} lines "
+                    f"in {len(self.retail.invoices):,} invoices; left out "
+                    + ", ".join(f"{k} {v:,}" for k, v in self.retail.left_out_lines.items()))
+
     def run(self) -> dict[str, Any]:
         """Prepare, run every repeat (and the soak), clean up; return the report document
         (:func:`salesledger.bench.figures.report`; with the soak: ``soak`` and its
         ``rss_slope_mb_per_min`` / ``rss_mb_at_15_min`` per worker at the top level)."""
         if not self.options.repeats and not self.options.soak_s:
             raise BenchError("nothing to measure: no repeat and no soak")
+        if self.options.dataset == dataset.DATASET:
+            self.load_dataset()
         load_before = os.getloadavg()
         samples: list[dict[str, Any]] = []
         soak = None
@@ -660,7 +693,8 @@ class Bench:
             self.cleanup()
         run_keys = {"machine": machine(load_before, self.repeat_loads),
                     "versions": versions(self.settings),
-                    "settings": differing_settings(self.settings, self.options, self.space),
+                    "settings": differing_settings(self.settings, self.options, self.space,
+                                                   self.retail),
                     "seed": self.options.seed}
         document = (figures.report(samples, **run_keys) if samples
                     else {**run_keys, "repeats": 0, "samples": []})
@@ -728,7 +762,8 @@ def versions(settings: Settings) -> dict[str, Any]:
 
 
 def differing_settings(settings: Settings, options: BenchOptions,
-                       space: Namespace | None = None) -> dict[str, Any]:
+                       space: Namespace | None = None,
+                       retail: dataset.RetailBacklog | None = None) -> dict[str, Any]:
     """Every setting that differs from the demo's run configuration (namespace, snapshot,
     workload, the bench's own knobs, the workers' pipeline environment) and the durability
     settings as the servers report them (unchanged: ``fsync``, ``synchronous_commit`` of the
@@ -746,7 +781,8 @@ def differing_settings(settings: Settings, options: BenchOptions,
                                      "SALESLEDGER_LEDGER_")) and "PASSWORD" not in k}
     dataset = ("synthetic seeded invoices, 1..{} lines, GBP 20 % VAT included".format(
         workload.LINES_PER_DOC_MAX) if options.dataset == "synthetic" else
-        "Online Retail, all 541,909 lines (sales lines as invoices; see bench/dataset.py)")
+        "Online Retail, the complete file (its sales lines as invoices, real SKUs, customers, "
+        "quantities and prices; see salesledger/bench/dataset.py)")
     return {"profile": "test (run: run)", "topic_prefix": f"{space.prefix} (run: sl)",
             "databases": f"{space.databases['sales']}/{space.databases['accounting']} "
                          "(run: sales/accounting)",
@@ -762,4 +798,8 @@ def differing_settings(settings: Settings, options: BenchOptions,
                                   "credentials) kept; pipeline, sink and ledger settings are "
                                   "the demo's",
             "worker_pipeline_environment": pipeline_env,
-            "durability": durability}
+            "durability": durability,
+            "dataset_backlog": None if retail is None else {
+                "source_lines": retail.source_lines, "lines": retail.lines,
+                "invoices": len(retail.invoices), "left_out_lines": retail.left_out_lines,
+                "path": str(options.dataset_path)}}
