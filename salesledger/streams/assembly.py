@@ -54,9 +54,10 @@ Rules (issue "Capture", field case CDC-11):
    becomes a :class:`RateEvent` (rate per ONE unit: ``rate / nominal``) emitted with its
    transaction, among that transaction's documents by event index, so rates and documents
    leave in one commit order. A transaction with rate rows waits for them as rule 6 waits for
-   master rows (also without documents, also without a validator; not while rebuilding). A
-   deleted rate row emits nothing (the engine keeps the rates it was given); a snapshot rate
-   row is emitted as it arrives.
+   master rows (also without documents, also without a validator, and also while rebuilding:
+   an END replayed before its rate row, which the last run had not consumed yet, must not
+   drop the rate — the row comes live after the rebuild). A deleted rate row emits nothing
+   (the engine keeps the rates it was given); a snapshot rate row is emitted as it arrives.
 
 Pure: no Kafka, Faust or database import; state is in memory, bounded by ``*_max`` limits.
 """
@@ -452,7 +453,7 @@ class DocumentAssembler:
     def _master_done(self, pending: _PendingTx) -> bool:
         """Rule 6: no document of ``pending`` needs master rows that have not arrived; rule 8:
         nor are its rate rows still to come."""
-        if self.exchange_rates and self.master_wait and not self._rates_done(pending):
+        if self.exchange_rates and not self._rates_done(pending):
             return False
         if not (pending.expected and pending.master_expected and self.master_wait
                 and self.validator is not None):

@@ -60,6 +60,17 @@ def test_an_end_before_its_rate_row_waits_and_holds_back_later_documents():
     assert kinds(out) == ["rate:USD:2026-03-02", "invoice:INV-1"]
 
 
+def test_while_rebuilding_a_rate_row_after_its_end_still_waits_and_is_not_dropped():
+    """The replay stops at the committed offsets: an END may be replayed while its rate row
+    (not consumed by the last run) only comes live afterwards."""
+    a = DocumentAssembler(exchange_rates=True)
+    a.master_wait = False  # as the agent's rebuild sets it
+    rates = Tx(10, 1000).row("currency_rates", "c", rate_row())
+    assert a.on_transaction(rates.end()) == []
+    a.master_wait = True
+    assert kinds(a.on_change(rates.events[0])) == ["rate:USD:2026-03-02"]
+
+
 def test_a_deleted_rate_row_emits_nothing_and_re_delivery_emits_once():
     a = DocumentAssembler(exchange_rates=True)
     insert = Tx(10, 1000).row("currency_rates", "c", rate_row())
