@@ -11,6 +11,9 @@
 
 ``post`` raises a :class:`~salesledger.ledger.errors.LedgerError` (naming the document and the
 rule) on bad input; :func:`try_post` returns it as ``result.errors`` with the state unchanged.
+One refusal comes with a new state: a version dated on or before ``golive_date`` of a document
+posted after go-live reverses that posting (status ``withdrawn``, the ``before_golive`` error in
+``result.errors``; :func:`_before_golive`).
 Posting the same document version again changes nothing and returns the same entries
 (``status="duplicate"``); an older version is ignored (``status="ignored"``). Every entry is
 checked to balance per currency before the new state is returned.
@@ -32,6 +35,7 @@ from salesledger.ledger.model import (
     DocumentRef,
     ExchangeRate,
     HeldItem,
+    OpeningInvoice,
     PeriodLock,
     PostingResult,
     Release,
@@ -80,7 +84,9 @@ def post(
     if document.doc_type not in settings.document_kinds:
         raise KindDisabled(f"document kind {document.doc_type!r} is switched off", document=document.key, rule="settings.document_kinds")
     if settings.golive_date is not None and document.doc_type != "opening_balance" and document.date <= settings.golive_date:
-        raise BeforeGolive(f"dated {document.date}, on or before go-live {settings.golive_date}", document=document.key, rule="settings.golive_date")
+        withdrawn = _before_golive(state, document, settings, chart)
+        if withdrawn is not None:
+            return withdrawn
     key = document.key
     rec = state.documents.get(key)
     held = state.held.get(key)
@@ -97,6 +103,44 @@ def post(
     if not retry_held:
         return new_state, result
     return _retry_held(new_state, result, document, settings, chart)
+
+
+def _before_golive(state: LedgerState, document: Any, settings: LedgerSettings, chart: Chart
+                   ) -> tuple[LedgerState, PostingResult] | None:
+    """A version dated on or before ``settings.golive_date`` (go-live rule, module
+    :mod:`salesledger.golive`: its effect belongs in the opening balances).
+
+    - A document the engine never posted (or an invoice taken over at go-live): raises
+      :class:`BeforeGolive` — a dead letter, nothing changes.
+    - A document posted (or held) after go-live and now edited to a date on or before it: the
+      edit moves it into the period before go-live, so what it posted is reversed like a
+      cancellation (``../shared/golden/README.md``, "Conventions": a cancelled posted document
+      gets a reversal, dated at the entries it reverses while that period is open; the
+      locked-period policy otherwise), a held version leaves the queue, and the result carries
+      the :class:`BeforeGolive` error in ``result.errors`` so the caller dead-letters the new
+      version (an operator sees it) while keeping the reversal. The document's record keeps the
+      new version (not posted); a later version dated after go-live posts as new.
+    - A cancellation or deletion version: returns None (posted as usual: a reversal).
+    """
+    error = BeforeGolive(f"dated {document.date}, on or before go-live {settings.golive_date}", document=document.key, rule="settings.golive_date")
+    rec = state.documents.get(document.key)
+    held = state.held.get(document.key)
+    live = (rec is not None and rec.posted and not isinstance(rec.document, OpeningInvoice)) or held is not None
+    known = max(rec.document.version if rec else 0, held.document.version if held else 0)
+    if not live or document.version <= known:
+        raise error
+    if document.status != "active":
+        return None
+    if held is not None and (rec is None or not rec.posted):
+        state = replace(state, held=state.held.delete(document.key),
+                        documents=state.documents.set(document.key, DocumentRecord(key=document.key, document=document)))
+        return state, PostingResult(status="withdrawn", document=_ref(document), errors=(error,), touched=("held", f"document:{document.key}"))
+    new_state, result = _post_once(state, replace(document, status="cancelled"), settings, chart, released=False)
+    record = new_state.documents[document.key]
+    new_state = replace(new_state, documents=new_state.documents.set(document.key, replace(record, document=document)))
+    if result.status == "posted":
+        new_state, result = _retry_reason(new_state, result, "insufficient_stock", settings, chart)
+    return new_state, replace(result, status="withdrawn" if result.status == "posted" else result.status, errors=(error,))
 
 
 def retry_held_documents(state: LedgerState, reason: str, settings: LedgerSettings, chart: Chart) -> tuple[LedgerState, PostingResult]:
@@ -124,6 +168,8 @@ def needed_keys(document: Any, record: DocumentRecord | None) -> dict[str, set]:
             keys["stock"].add((line.sku, line.warehouse))
         for item in getattr(doc, "receivables", ()) + getattr(doc, "advances", ()):
             keys["customers"].add(item.customer)
+        for ref in getattr(doc, "invoices", ()):
+            keys["documents"].add(ref.key)
         if getattr(doc, "customer", None) is not None:
             keys["customers"].add(doc.customer)
         if getattr(doc, "against", None) is not None:
@@ -228,6 +274,7 @@ def _hold(state: LedgerState, document: Any, hold: Hold) -> tuple[LedgerState, P
 
 _RETRY_AFTER = {
     "invoice": ("awaiting_original",),
+    "opening_balance": ("awaiting_original",),  # invoices taken over at go-live
     "goods_receipt": ("insufficient_stock",),
     "return": ("insufficient_stock",),
 }

@@ -183,6 +183,50 @@ class OpeningAdvance:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OpeningInvoiceLine:
+    """A line of an invoice taken over at go-live, as far as it can still be returned: ``qty``
+    (units, > 0) not yet returned on or before the go-live date, at the invoice's ``unit_price``
+    / ``vat_rate`` / ``discount_percent`` (functional currency, the invoice's VAT basis), and
+    ``unit_cost`` (functional currency per unit, 4 decimals): the cost at which the goods left
+    stock (0 for a ``service`` line, which restocks nothing)."""
+
+    line_no: int
+    sku: str
+    qty: Decimal
+    unit_price: Decimal
+    vat_rate: Decimal
+    discount_percent: Decimal = ZERO
+    kind: LineKind = "goods"
+    unit_cost: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpeningInvoice:
+    """Reference record of an invoice dated on or before go-live that can still be returned
+    (posted in the source, not cancelled, quantity left to return). Carried by an
+    ``opening_balance`` document and registered by the engine under the invoice's key
+    (``invoice:<number>``) **without any entry**: its receivable and the stock are already in
+    the opening balances. A later return against it posts by the return rule (revenue and VAT
+    reversed pro rata to :attr:`lines`, receivable or advance, goods back at ``unit_cost``).
+    ``warehouse`` is where the goods left; ``prices_include_vat`` as on the invoice."""
+
+    number: str
+    customer: str
+    warehouse: str
+    date: dt.date
+    lines: tuple[OpeningInvoiceLine, ...]
+    prices_include_vat: bool = False
+
+    doc_type: ClassVar[str] = "invoice"
+    version: ClassVar[int] = 0
+
+    @property
+    def key(self) -> str:
+        """State key of the invoice it stands for: ``"invoice:<number>"``."""
+        return f"invoice:{self.number}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Document:
     """Fields every document version has.
 
@@ -283,13 +327,17 @@ class WriteOff(Document):
 class OpeningBalance(Document):
     """Opening balances (against the technical opening-balance account ``000``): stock
     (Dr inventory), open receivables per invoice (Dr receivable) and customer advances per
-    payment (Cr customer_advances). Exempt from period locks and from ``golive_date``."""
+    payment (Cr customer_advances). Exempt from period locks and from ``golive_date``.
+    ``invoices``: reference records of returnable invoices dated on or before go-live
+    (:class:`OpeningInvoice`; no entry of their own). ``salesledger golive`` sends them in
+    further opening-balance documents of their own (``OB-golive-<D>-invoices-<n>``)."""
 
     doc_type: ClassVar[str] = "opening_balance"
 
     stock: tuple[OpeningStockLine, ...]
     receivables: tuple[OpeningReceivable, ...] = ()
     advances: tuple[OpeningAdvance, ...] = ()
+    invoices: tuple[OpeningInvoice, ...] = ()
 
 
 AnyDocument = Union[Invoice, Payment, SalesReturn, GoodsReceipt, WriteOff, OpeningBalance]
@@ -560,7 +608,9 @@ class PostingResult:
     """What one call of the engine produced.
 
     ``status``: ``posted`` | ``duplicate`` (same version again: same entries, state unchanged) |
-    ``ignored`` (older version) | ``held`` | ``released`` | ``locked`` | ``rate``. ``entries``,
+    ``ignored`` (older version) | ``held`` | ``released`` | ``locked`` | ``rate`` | ``withdrawn``
+    (a version dated on or before go-live of a document posted or held after it: the posting is
+    reversed and ``errors`` holds the ``before_golive`` refusal of the new version). ``entries``,
     ``movements`` and ``receivable_updates`` are the new facts to write down; ``held`` the items
     put in (or left in) the held queue; ``errors`` the typed errors (from :func:`try_post`);
     ``touched`` the state keys changed; ``also`` the results of held documents this call

@@ -24,11 +24,13 @@ from salesledger.ledger.model import (
     DocumentRef,
     GoodsReceipt,
     Invoice,
+    InvoiceLine,
     ItemPosting,
     JournalEntry,
     JournalLine,
     OpenItem,
     OpeningBalance,
+    OpeningInvoice,
     Payment,
     PostingResult,
     ReceivableUpdate,
@@ -370,6 +372,10 @@ def apply_document(tx: Tx, doc: Any, *, released: bool) -> None:
             raise InvalidDocument("opening balances cannot change once posted", document=doc.key, rule="opening")
         post_opening(tx, doc)
         return
+    if rec is not None and isinstance(rec.document, OpeningInvoice):
+        raise InvalidDocument(
+            f"invoice {doc.number} was taken over at go-live (its receivable and stock are in the opening "
+            f"balance); a version dated after go-live would post it a second time", document=doc.key, rule="golive.reference")
     if not posted:
         if doc.status == "active":
             day = tx.open_date(doc.date, released)
@@ -657,8 +663,8 @@ def post_return(tx: Tx, ret: SalesReturn, day: dt.date, rate: Decimal | None) ->
         if (lr.line_no, lr.sku) not in services:  # a returned service restocks nothing
             restocked.append((lr.sku, ret.warehouse, rl.qty, cost))
     credit = -sum((f.gross for f in figs), ZERO)
-    item = tx.customer(ret.customer).open_items[ret.against]
-    to_item = min(credit, max(item.open, ZERO))
+    item = tx.customer(ret.customer).open_items.get(ret.against)  # None: an invoice settled before go-live
+    to_item = min(credit, max(item.open, ZERO)) if item is not None else ZERO
     to_advance = credit - to_item
     money = tx.entry("return.money", "return", day, money_legs(figs, -to_item, to_advance, ret.against, tx.chart, tx.settings, advance_ref=ret.number))
     cogs = tx.entry("return.cogs", "return_cogs", day, cogs_legs(costs))
@@ -733,7 +739,30 @@ def post_opening(tx: Tx, ob: OpeningBalance) -> None:
             lines.append(JournalLine(account=account, debit=debit, credit=credit, currency=tx.currency, branch=ob.branch, warehouse=sl.warehouse, sku=sl.sku))
     entry = tx.raw_entry("opening", "opening_balance", ob.date, tuple(lines))
     money = tx.raw_entry("opening.money", "opening_balance", ob.date, _opening_money_lines(tx, ob, opening))
+    for ref in ob.invoices:
+        _register_reference(tx, ob, ref)
     tx.own.update(posted=True, accounting_date=ob.date, entries=tuple(e for e in (entry, money) if e))
+
+
+def _register_reference(tx: Tx, ob: OpeningBalance, ref: OpeningInvoice) -> None:
+    """Record invoice ``ref`` (dated on or before go-live) as posted **without an entry**, so a
+    later return finds its original and posts by :func:`post_return` (``../shared/golden/README.md``,
+    "Conventions": a return credits pro rata to the original invoice line, the goods come back
+    at the cost they left with, the credit above the invoice's open amount is an advance). Each line's figures
+    are those of its returnable quantity by the sale rule (:func:`line_figures` at the line's
+    price, no exchange rate: the reference is in the functional currency), its cost
+    ``round(qty × unit_cost)``; nothing is returned yet. An invoice the engine already knows
+    (posted after go-live) keeps its own record."""
+    if tx.record(ref.key) is not None:
+        return
+    records = []
+    for line in ref.lines:
+        sold = InvoiceLine(line_no=line.line_no, sku=line.sku, qty=line.qty, unit_price=line.unit_price,
+                           vat_rate=line.vat_rate, discount_percent=line.discount_percent, kind=line.kind)
+        fig = line_figures(sold, ref.prices_include_vat, tx.settings, None)
+        records.append(LineRecord(line_no=line.line_no, sku=line.sku, qty=line.qty, net=fig.net, vat=fig.vat,
+                                  discount=fig.discount, cogs=tx.settings.round(line.qty * line.unit_cost)))
+    tx.put_record(DocumentRecord(key=ref.key, document=ref, posted=True, accounting_date=ob.date, lines=tuple(records)))
 
 
 def _opening_money_lines(tx: Tx, ob: OpeningBalance, opening: str) -> tuple[JournalLine, ...]:

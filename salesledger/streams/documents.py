@@ -3,8 +3,8 @@
 ``{prefix}.documents`` carries, in source commit order, three kinds of record (single-object
 Avro, :mod:`salesledger.streams.serde`):
 
-- ``salesledger.SalesDocumentEvent`` (``schemas/sales_document.v3.avsc``; v2 adds the invoice line ``kind``, v3 the opening
-  balance's ``receivables`` and ``advances``): one whole document
+- ``salesledger.SalesDocumentEvent`` (``schemas/sales_document.v4.avsc``; v2 adds the invoice line ``kind``, v3 the opening
+  balance's ``receivables`` and ``advances``, v4 its ``invoices`` taken over at go-live): one whole document
   as of one source transaction, from :class:`~salesledger.streams.assembly.DocumentEvent`;
 - ``salesledger.PeriodAction`` (``schemas/period_action.v1.avsc``): ``period lock`` / ``period
   unlock`` / ``held release`` from the CLI. They travel on the same one-partition topic so the
@@ -37,6 +37,8 @@ from salesledger.ledger.model import (
     InvoiceLine,
     OpeningBalance,
     OpeningAdvance,
+    OpeningInvoice,
+    OpeningInvoiceLine,
     OpeningReceivable,
     OpeningStockLine,
     Payment,
@@ -136,7 +138,8 @@ def _body(document: AnyDocument) -> dict[str, Any]:
     if isinstance(document, OpeningBalance):
         return {"stock": [dataclasses.asdict(line) for line in document.stock],
                 "receivables": [dataclasses.asdict(item) for item in document.receivables],
-                "advances": [dataclasses.asdict(adv) for adv in document.advances]}
+                "advances": [dataclasses.asdict(adv) for adv in document.advances],
+                "invoices": [dataclasses.asdict(ref) for ref in document.invoices]}
     raise TypeError(f"not a document: {type(document).__name__}")
 
 
@@ -172,6 +175,11 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
+def _opening_invoice(datum: dict[str, Any]) -> OpeningInvoice:
+    lines = tuple(OpeningInvoiceLine(**line) for line in datum["lines"])
+    return OpeningInvoice(**{**datum, "lines": lines})
+
+
 def _fields_from_body(doc_type: str, body: dict[str, Any]) -> dict[str, Any]:
     if doc_type == "invoice":
         return {"customer": body["customer"], "warehouse": body["warehouse"],
@@ -194,7 +202,8 @@ def _fields_from_body(doc_type: str, body: dict[str, Any]) -> dict[str, Any]:
     if doc_type == "opening_balance":
         return {"stock": tuple(OpeningStockLine(**line) for line in body["stock"]),
                 "receivables": tuple(OpeningReceivable(**i) for i in body.get("receivables", ())),
-                "advances": tuple(OpeningAdvance(**a) for a in body.get("advances", ()))}
+                "advances": tuple(OpeningAdvance(**a) for a in body.get("advances", ())),
+                "invoices": tuple(_opening_invoice(ref) for ref in body.get("invoices", ()))}
     raise NotADocumentRecord(f"unknown document type {doc_type!r}")
 
 

@@ -14,7 +14,9 @@ hands it each record's offset (``seq``), key and value and sends what it returns
    exchange rate to ``set_rate`` (the documents held for ``no_exchange_rate`` that now post
    come out with it);
    a :class:`~salesledger.ledger.errors.LedgerError` becomes a dead letter naming the document
-   and the rule; the state does not change;
+   and the rule; the state does not change; an error the engine returns beside a new state
+   (``before_golive`` of an edit that withdraws a posted document: its reversal stands) is a
+   dead letter too, with the step's other outputs;
 4. the outputs are built (journal entries keyed by document key, stock movements keyed
    ``<sku>@<warehouse>``, receivable updates keyed by customer, held-queue changes, the applied
    period action on the control topic, dead letters) and the step is saved with them
@@ -191,7 +193,12 @@ class PostingProcessor:
                                        partition=0, offset=seq, key=key, value=value,
                                        document_id=error.document or event.key)
             return state, result, [self._dead(letter)]
-        return new, result, self._facts(result)
+        outputs = self._facts(result)
+        for error in result.errors:  # refused, but the state moved (before_golive reverses the posted version)
+            outputs.append(self._dead(build_dead_letter(error.reason, message=str(error), topic=self.source_topic,
+                                                        partition=0, offset=seq, key=key, value=value,
+                                                        document_id=error.document or event.key)))
+        return new, result, outputs
 
     def _rate(self, state: LedgerState, event: ExchangeRateEvent, seq: int, key: bytes | None,
               value: bytes | None):

@@ -113,6 +113,10 @@ def test_sales_document_contract_mirrors_the_model():
     assert set(enum["symbols"]) == set(m.DOCUMENT_CLASSES)
     line = next(f for f in bodies["InvoiceBody"]["fields"] if f["name"] == "lines")["type"]["items"]
     assert {f["name"] for f in line["fields"]} == _names(m.InvoiceLine)
+    ref = next(f for f in bodies["OpeningBalanceBody"]["fields"] if f["name"] == "invoices")["type"]["items"]
+    assert {f["name"] for f in ref["fields"]} == _names(m.OpeningInvoice)
+    ref_line = next(f for f in ref["fields"] if f["name"] == "lines")["type"]["items"]
+    assert {f["name"] for f in ref_line["fields"]} == _names(m.OpeningInvoiceLine)
 
 
 # ----------------------------------------------------------- the check itself can fail

@@ -184,6 +184,25 @@ def test_period_lock_holds_a_late_document_and_release_posts_it():
     assert statuses and statuses[0]["status"] == "released" and statuses[0]["changed_by"] == "chief"
 
 
+def test_an_edit_back_before_golive_reverses_the_posting_and_is_a_before_golive_dead_letter():
+    p = PostingProcessor(LedgerStore({}), LedgerSettings(golive_date=dt.date(2026, 3, 2)), CHART,
+                         source_topic="t.documents", serde=SERDE)
+    p.start()
+    p.process(0, b"k", encoded(receipt("GR-1", "10", "5.00"), 100))  # dated on go-live: refused
+    p.process(1, b"k", encoded(dataclasses.replace(receipt("GR-2", "10", "5.00"), date=dt.date(2026, 3, 3)), 200))
+    posted = p.process(2, b"k", encoded(invoice("INV-1", "4", "12.50"), 300))
+    assert len(journal(posted)) == 2  # revenue, cogs
+    moved = p.process(3, b"k", encoded(dataclasses.replace(invoice("INV-1", "4", "12.50"),
+                                                            date=dt.date(2026, 3, 1)), 400))
+    entries = [SERDE.decode(o.value) for o in moved if o.topic == JOURNAL_TOPIC]
+    assert [e["kind"] for e in entries] == ["reversal", "reversal"]
+    assert {e["accounting_date"] for e in entries} == {dt.date(2026, 3, 3)}  # where the entries were
+    dead = [o for o in moved if o.topic == "dlq"]
+    assert len(dead) == 1 and dict(dead[0].headers)[HEADER_REASON] == b"before_golive"
+    assert dead[0].key == b"invoice:INV-1" and dict(dead[0].headers)[HEADER_SOURCE_OFFSET] == b"3"
+    assert p.state.stock[("SKU1", "W1")].qty == Decimal("10") and not p.state.documents["invoice:INV-1"].posted
+
+
 def test_store_refuses_a_table_with_two_unfinished_steps():
     table = LoggedTable()
     p = processor(table)
