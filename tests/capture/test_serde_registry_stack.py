@@ -90,3 +90,20 @@ def test_for_settings_registers_every_subject_and_frames_with_the_registry_ids(s
         with pytest.raises(UnknownSchema, match=f"unknown schema id {missing}"):
             serde.decode(b"\x00" + struct.pack(">I", missing) + data[5:])
     assert missing in serde.registry._missing  # noqa: SLF001 (negative cache)
+
+
+def test_a_worker_with_serde_registry_fails_loudly_when_the_registry_is_down():
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:  # bound, never listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        env = {**os.environ, "SALESLEDGER_PROFILE": "test", "SALESLEDGER_SERDE": "registry",
+               "SALESLEDGER_REGISTRY_PORT": str(port)}
+        done = subprocess.run([sys.executable, "-m", "salesledger.streams.worker", "posting"],
+                              env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode != 0
+    assert "SALESLEDGER_SERDE=registry but the schema registry is unreachable" in done.stderr
