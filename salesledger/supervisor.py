@@ -10,8 +10,8 @@ Workers (each a process, ``python -m salesledger.streams.worker <stage>``):
 Worker ``i`` (in that order) exposes Prometheus metrics on ``worker_metrics_ports[0] + i``
 (9464, 9465, ...) while the range lasts. Each worker logs to ``<stack_dir>/logs/worker-<prefix>-<name>.log``
 (appended across restarts). A worker that exits is restarted after a backoff (1 s doubling to
-30 s; back to 1 s once it has run for a minute). SIGINT / SIGTERM stop every worker (SIGTERM,
-then SIGKILL after ``stop_timeout_s``). The running workers are listed in
+30 s; back to 1 s once it has run for a minute; :class:`SupervisorSettings`). SIGINT / SIGTERM
+stop every worker (SIGTERM, then SIGKILL after ``stop_timeout_s``). The running workers are listed in
 ``<stack_dir>/run/<prefix>-workers.json`` (name, stage, pid, restarts) for operators and tests.
 """
 
@@ -28,6 +28,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from salesledger.config import Settings
 from salesledger.stack.prometheus import register_worker_target, unregister_worker_target
 
@@ -39,6 +42,31 @@ BACKOFF_S_MAX = 30.0
 HEALTHY_AFTER_S = 60.0
 POLL_S = 0.5
 WORKERS_MAX = 16
+
+
+class SupervisorSettings(BaseSettings):
+    """Restart policy (frozen; ``SALESLEDGER_SUPERVISOR_<FIELD>``), seconds.
+
+    - ``backoff_s_min`` / ``backoff_s_max``: the first wait before restarting an exited worker,
+      doubled at each exit up to the maximum (a crash loop costs little CPU and log);
+    - ``healthy_after_s``: a worker that ran this long waits ``backoff_s_min`` again.
+
+    The crash tests set ``backoff_s_max`` to 1 s: they kill a worker every few seconds on
+    purpose, and a doubling backoff (1, 2, 4 ... 30 s) would dominate their run time.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SALESLEDGER_SUPERVISOR_", frozen=True,
+                                      extra="ignore")
+
+    backoff_s_min: float = Field(default=BACKOFF_S_MIN, gt=0, le=600)
+    backoff_s_max: float = Field(default=BACKOFF_S_MAX, gt=0, le=600)
+    healthy_after_s: float = Field(default=HEALTHY_AFTER_S, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _check(self) -> "SupervisorSettings":
+        if self.backoff_s_min > self.backoff_s_max:
+            raise ValueError("backoff_s_min must not exceed backoff_s_max")
+        return self
 
 
 @dataclass
@@ -59,7 +87,7 @@ class _Running:
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     restarts: int = 0
-    backoff_s: float = BACKOFF_S_MIN
+    backoff_s: float = BACKOFF_S_MIN  # replaced by the supervisor's policy at start
     restart_at: float | None = None
 
 
@@ -83,9 +111,10 @@ class Supervisor:
     """Runs ``specs`` until :meth:`stop` (or a signal, with :meth:`install_signal_handlers`)."""
 
     def __init__(self, settings: Settings, specs: list[WorkerSpec], *,
-                 stop_timeout_s: float = 30.0) -> None:
+                 stop_timeout_s: float = 30.0, policy: SupervisorSettings | None = None) -> None:
         self.settings = settings
-        self.running = [_Running(spec) for spec in specs]
+        self.policy = policy or SupervisorSettings()
+        self.running = [_Running(spec, backoff_s=self.policy.backoff_s_min) for spec in specs]
         self.stop_timeout_s = stop_timeout_s
         self.stop_event = threading.Event()
         self.log_dir = settings.log_dir
@@ -142,14 +171,14 @@ class Supervisor:
                 continue
             code = item.process.poll()
             if code is None:
-                if now - item.started_at >= HEALTHY_AFTER_S:
-                    item.backoff_s = BACKOFF_S_MIN
+                if now - item.started_at >= self.policy.healthy_after_s:
+                    item.backoff_s = self.policy.backoff_s_min
                 continue
             if item.restart_at is None:
                 item.restart_at = now + item.backoff_s
                 log.warning("%s exited with %s; restarting in %.0f s", item.spec.name, code,
                             item.backoff_s)
-                item.backoff_s = min(item.backoff_s * 2, BACKOFF_S_MAX)
+                item.backoff_s = min(item.backoff_s * 2, self.policy.backoff_s_max)
             elif now >= item.restart_at:
                 item.restarts += 1
                 self._start(item)
@@ -209,4 +238,4 @@ def read_state(settings: Settings) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-__all__ = ["Supervisor", "WorkerSpec", "plan", "read_state"]
+__all__ = ["Supervisor", "SupervisorSettings", "WorkerSpec", "plan", "read_state"]

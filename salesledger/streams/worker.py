@@ -50,16 +50,20 @@ def run_stage(stage: str, loglevel: str = "info") -> int:
         assembly_agent.build(app, settings, pipeline)
     else:
         posting_agent.build(app, settings, pipeline)
-    _watchdog(app, progress=_posting_progress(settings) if stage == "posting" else None)
+    _watchdog(app, progress=_posting_progress(app, settings) if stage == "posting" else None)
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0
 
 
-def _posting_progress(settings):  # noqa: ANN001, ANN202
+def _posting_progress(app, settings):  # noqa: ANN001, ANN202
     """A check for the watchdog thread: True while the posting agent keeps taking records
-    (or none wait); False when records wait on the documents topic and the agent took none
-    for ``STALL_S_MAX`` (seen under load: the agent parked while Faust's loop still ticks)."""
+    (or none wait, or this worker does not own the documents partition); False when records
+    wait on the documents topic and the agent took none for ``STALL_S_MAX`` since it took one
+    or since this worker became the partition's owner (seen under load: the agent parked while
+    Faust's loop still ticks). A standby (``--workers 2``) takes no record by design: it used
+    to be restarted every ``STALL_S_MAX``, each time forcing a rebalance of the group."""
+    import faust
     from confluent_kafka import Consumer, TopicPartition
 
     from salesledger.streams.posting_agent import PROGRESS
@@ -67,9 +71,20 @@ def _posting_progress(settings):  # noqa: ANN001, ANN202
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
                          "group.id": "salesledger-watchdog", "enable.auto.commit": False})
     tp = TopicPartition(settings.topic("documents"), 0)
+    owned = faust.types.TP(settings.topic("documents"), 0)
+    active = {"since": None}
 
     def check() -> bool:
-        if time.monotonic() - PROGRESS["at"] < STALL_S_MAX:
+        try:
+            owner = owned in app.assignor.assigned_actives()
+        except Exception:  # no assignment yet (read from this thread: a racy read is fine)
+            owner = False
+        if not owner:
+            active["since"] = None
+            return True
+        if active["since"] is None:
+            active["since"] = time.monotonic()
+        if time.monotonic() - max(PROGRESS["at"], active["since"]) < STALL_S_MAX:
             return True
         try:
             _, high = consumer.get_watermark_offsets(tp, timeout=10)
