@@ -11,6 +11,7 @@ is measured and :mod:`salesledger.bench.figures` for the file's shape). The stac
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -23,6 +24,10 @@ SOAK_S = 3600.0
 #: Where ``--dataset online-retail-full`` looks without ``--dataset-path``: beside the checkout.
 DEFAULT_DATASET_PATH = (Path(__file__).resolve().parents[3] / "shared" / "datasets"
                         / "online_retail" / "onlineretail.rda")
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def register(root_app: typer.Typer) -> None:
@@ -106,6 +111,10 @@ def bench(
         dataset=dataset, dataset_path=dataset_path, seed=seed)
     bench_run = bench_runner.Bench(options, lambda line: console.print(line, highlight=False),
                                    space=space, out_dir=out.parent)
+    # SIGTERM and SIGINT (also when started in the background, where SIGINT is ignored) end
+    # the run through its clean-up: workers stopped, connector and replication slot removed
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
     try:
         document = bench_run.run()
     except bench_runner.BenchError as exc:
