@@ -7,7 +7,11 @@ with ``golive_date: D``; then documents after D arrive (and one back-dated to D)
 opening stock per SKU and warehouse (FIFO remainder), the receivable per invoice and the advances
 per customer equal what independent SQL over the source computes; no journal entry of a document
 dated on or before D except the opening balance; those documents are ``before_golive`` dead
-letters; the documents after D are posted and the ledger checks clean.
+letters; the documents after D are posted and the ledger checks clean. The invoices that can
+still be returned are taken over (a reference document posting no entry), and returns after D
+of part of their quantities post: against the opening item of a partly paid invoice, as an
+advance for one paid after go-live, the goods back at the cost they left stock at (FIFO). A
+document posted after D and then edited to D is reversed and dead-lettered ``before_golive``.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import json
 import subprocess
 import sys
 import uuid
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from salesledger.ledger.charts import load_chart
 from tests.pipeline.conftest import REPO
 
 D = dt.date(2019, 6, 10)  # far from every other test's dates
@@ -198,6 +203,10 @@ def test_golive_posts_opening_balances_then_only_later_documents(captured_pipeli
     s.conn.execute("UPDATE sales.invoices SET status = 'cancelled' WHERE number = %s", (s.code("INV3"),))
     s.invoice("INV4", day(-2), "C2", [("P2", 1, "6.00")], status="draft")  # never postable
 
+    # each invoice's lines (qty, price) and each receipt's lines (qty, cost), for the expected figures
+    sold = {(n, sku): (Decimal(q), Decimal(p)) for n, sku, q, p in s.conn.execute(
+        "SELECT i.number, l.sku, l.qty, l.unit_price FROM sales.invoice_lines l JOIN sales.invoices i"
+        " USING (invoice_id) WHERE i.branch_code = %s", (s.branch,))}
     ledger_file = tmp_path / "ledger.yaml"
     ledger_file.write_text(f"golive_date: '{D.isoformat()}'\n")
     pipeline.env["SALESLEDGER_PIPELINE_LEDGER_SETTINGS_FILE"] = str(ledger_file)
@@ -208,6 +217,9 @@ def test_golive_posts_opening_balances_then_only_later_documents(captured_pipeli
     summary = json.loads(run.stdout)
     ob = summary["number"]
     assert ob == f"OB-golive-{D}" and summary["posted_to"] == pipeline.topic("documents")
+    # INV1 and INV2 can still be returned (INV3 cancelled, INV4 a draft): one reference document
+    assert (summary["invoices_taken_over"], summary["reference_documents"]) == (2, 1)
+    refs = f"{ob}-invoices-1"
     # the source's totals as of D, at go-live (a document back-dated later is not in them)
     sales = s.conn
     expected_stock = {(sku, s.warehouse): (Decimal(q), Decimal(v)) for sku, q, v in
@@ -258,6 +270,84 @@ def test_golive_posts_opening_balances_then_only_later_documents(captured_pipeli
     pipeline.wait_for("PAY3 and INV5 settled against the opening balance", lambda: pipeline.query(
         "SELECT (SELECT sum(amount) FROM receivable_items WHERE document_number = %s),"
         " (SELECT sum(amount) FROM advances WHERE customer = %s)", (s.code("INV2"), s.code("C3")))[0] == (0, 0))
+
+    # returns after go-live against invoices taken over, partial quantities: RET2 takes 1 of
+    # INV1's 4 P1 back (INV1 open at go-live: 16.78) -> its opening item; RET3 takes INV2's P2
+    # back, INV2 being settled by PAY3 after go-live -> an advance of C2
+    returns = [s.sales_return("RET2", day(3), "C1", "INV1", [("P1", 1)]),
+               s.sales_return("RET3", day(4), "C2", "INV2", [("P2", 1)])]
+    pipeline.wait_for("both returns posted", lambda: set(returns) <= {
+        r[0] for r in pipeline.query("SELECT DISTINCT document_number FROM journal_entries")})
+    assert not pipeline.query("SELECT 1 FROM journal_entries WHERE document_number = %s", (refs,))
+    chart = load_chart("az-nas")
+    role = {chart.account(r): r for r in ("sales_returns", "vat_payable", "receivable", "customer_advances",
+                                          "inventory", "cost_of_sales")}
+    assert len(role) == 6
+
+    def lines_of(number):
+        out: dict[tuple, Decimal] = {}
+        for kind, account, debit, credit, item, date in pipeline.query(
+                "SELECT e.kind, l.account, l.debit, l.credit, coalesce(l.open_item, l.advance), e.accounting_date"
+                " FROM journal_entries e JOIN journal_lines l USING (entry_id) WHERE e.document_number = %s",
+                (number,)):
+            assert date > D
+            key = (kind, role[account], item)
+            out[key] = out.get(key, Decimal(0)) + debit - credit
+        return out
+
+    def money(qty, price):  # the invoice's rule: net = round(q x p), VAT 18 % of it (HALF_UP)
+        cent = Decimal("0.01")
+        net = (qty * price).quantize(cent, ROUND_HALF_UP)
+        return net, (net * Decimal("0.18")).quantize(cent, ROUND_HALF_UP)
+
+    cost_p1 = Decimal(s.conn.execute(  # INV1 is P1's first issue: FIFO takes GR1's units
+        "SELECT l.unit_cost FROM sales.goods_receipt_lines l JOIN sales.goods_receipts g USING (goods_receipt_id)"
+        " WHERE g.number = %s AND l.sku = %s", (s.code("GR1"), s.code("P1"))).fetchone()[0])
+    cost_p2 = Decimal(s.conn.execute(
+        "SELECT l.unit_cost FROM sales.goods_receipt_lines l JOIN sales.goods_receipts g USING (goods_receipt_id)"
+        " WHERE g.number = %s AND l.sku = %s", (s.code("GR1"), s.code("P2"))).fetchone()[0])
+    net, vat = money(Decimal(1), sold[(s.code("INV1"), s.code("P1"))][1])
+    assert lines_of(returns[0]) == {
+        ("return", "sales_returns", None): net, ("return", "vat_payable", None): vat,
+        ("return", "receivable", s.code("INV1")): -(net + vat),
+        ("return_cogs", "inventory", None): round(cost_p1, 2), ("return_cogs", "cost_of_sales", None): -round(cost_p1, 2)}
+    open_inv1 = next(a for n, _, _, a in expected_items if n == s.code("INV1"))
+    assert pipeline.query("SELECT sum(amount) FROM receivable_items WHERE document_number = %s",
+                          (s.code("INV1"),))[0][0] == open_inv1 - net - vat
+    net, vat = money(Decimal(1), sold[(s.code("INV2"), s.code("P2"))][1])
+    assert lines_of(returns[1]) == {
+        ("return", "sales_returns", None): net, ("return", "vat_payable", None): vat,
+        ("return", "customer_advances", returns[1]): -(net + vat),
+        ("return_cogs", "inventory", None): round(cost_p2, 2), ("return_cogs", "cost_of_sales", None): -round(cost_p2, 2)}
+    assert pipeline.query("SELECT sum(amount) FROM advances WHERE customer = %s",
+                          (s.code("C2"),))[0][0] == net + vat
+    restocked = pipeline.query("SELECT by_number, sku, quantity, value FROM stock_ledger WHERE by_number = ANY(%s)"
+                               " AND kind = 'return' ORDER BY by_number", (returns,))
+    assert [(n, k, Decimal(q), Decimal(v)) for n, k, q, v in restocked] == [
+        (returns[0], s.code("P1"), 1, round(cost_p1, 2)), (returns[1], s.code("P2"), 1, round(cost_p2, 2))]
+    ours += returns
+
+    # INV5, posted after go-live (day 2), edited to D: its posting is reversed on its own date and
+    # the new version is a before_golive dead letter; C3's opening advance is whole again
+    inv5 = s.code("INV5")
+    s.conn.execute("UPDATE sales.invoices SET date = %s WHERE number = %s", (D, inv5))
+    pipeline.wait_for("INV5 withdrawn: a before_golive dead letter", lambda: pipeline.query(
+        "SELECT 1 FROM dead_letters WHERE reason = 'before_golive' AND document_id = %s", (f"invoice:{inv5}",)))
+    entries = pipeline.wait_for("INV5's entries reversed (the sinks may lag the dead letter)", lambda: (
+        lambda rows: rows if {r for k, _, _, r in rows if k == "reversal"} == {e for k, _, e, _ in rows
+                                                                               if k != "reversal"} else None)(pipeline.query(
+            "SELECT kind, accounting_date, entry_id, reverses FROM journal_entries WHERE document_number = %s",
+            (inv5,))))
+    posted = {e for k, _, e, _ in entries if k != "reversal"}
+    assert posted and {r for k, _, _, r in entries if k == "reversal"} == posted
+    assert {d for _, d, _, _ in entries} == {day(2)}
+    net = pipeline.query("SELECT l.account, sum(l.debit - l.credit) FROM journal_entries e JOIN journal_lines l"
+                         " USING (entry_id) WHERE e.document_number = %s GROUP BY 1", (inv5,))
+    assert net and all(v == 0 for _, v in net)
+    assert pipeline.query("SELECT (SELECT sum(amount) FROM advances WHERE customer = %s),"
+                          " (SELECT sum(amount) FROM receivable_items WHERE document_number = %s)",
+                          (s.code("C3"), inv5))[0] == (expected_advances[s.code("C3")], 0)
+
     from salesledger.sinks.audit import check_ledger
 
     with psycopg.connect(**pipeline.settings.conninfo("accounting", "owner"), autocommit=True) as conn:
