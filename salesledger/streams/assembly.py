@@ -40,11 +40,15 @@ Rules (issue "Capture", field case CDC-11):
    MASTER_TABLES`: a customer and the invoice to it, inserted together) waits until those
    master rows were applied too — each master table counts as done when all the rows the END
    announces for it have arrived, or a row of that table from a later transaction did
-   (``source.sequence[0]`` at or above the commit LSN: the topic is past the transaction, so a
-   row compaction removed cannot hold it up). Master rows themselves are applied to the
-   validator as they arrive. While the agent rebuilds by replay (``master_wait`` False) nothing
-   waits: the validator is then seeded from the database and the replay's output is
-   suppressed.
+   (``source.sequence[0]`` at or above the commit LSN: the topic is past the transaction).
+   Only a transaction whose END is younger than :data:`MASTER_WAIT_WINDOW_MS` waits (by the
+   ``clock_ms`` wall clock): the master topics are compacted, but no row younger than their
+   ``min.compaction.lag.ms`` (24 h, deploy/topics.yaml) can have been removed, so a wait
+   always ends — also while the agent rebuilds by replay (a row the last run had not consumed
+   comes live after it), while an old transaction replayed from history never waits for a
+   row compaction took (the validator is seeded from the database at start). Master rows
+   themselves are applied to the validator as they arrive. ``master_wait`` False turns rule
+   6 off.
 7. Re-delivered events (CDC-09: a connector restart re-sends from its last committed offset)
    are dropped: a row already buffered (same xid and ``total_order``), an END at or below the
    frontier (the commit LSN of the last END done), and a row of a done transaction (its xid is
@@ -66,6 +70,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Context, Decimal, localcontext
@@ -94,6 +99,9 @@ DocumentOperation = Literal["created", "changed", "cancelled", "deleted"]
 PENDING_TRANSACTIONS_MAX = 100_000
 PENDING_EVENTS_MAX = 2_000_000
 APPLIED_XIDS_MAX = 100_000
+#: Rule 6 waits only for transactions whose END is younger than this (ms): below the master
+#: topics' ``min.compaction.lag.ms`` (86,400,000 in deploy/topics.yaml, checked by a test).
+MASTER_WAIT_WINDOW_MS = 23 * 3600 * 1000
 #: The exchange-rate table (deploy/sql/sales/001): its rows become :class:`RateEvent` s.
 RATE_TABLE = "sales.currency_rates"
 _SNAPSHOT_LAST = "last"
@@ -251,6 +259,10 @@ def _xid_of(event: ChangeEvent) -> int:
     return int(head)
 
 
+def _wall_clock_ms() -> float:
+    return time.time() * 1000.0
+
+
 def commit_lsn_of(transaction_id: str) -> int:
     """The LSN part of Debezium's PostgreSQL transaction id ``"<txId>:<LSN>"``; on an END
     marker it is the commit position (Debezium 3.6: the LSN just after the commit record).
@@ -304,6 +316,7 @@ class DocumentAssembler:
         self._snapshot_source: SourcePosition | None = None
         self.validator = validator
         self.master_wait = True
+        self.clock_ms: Callable[[], float] = _wall_clock_ms  # rule 6's window (tests set it)
         self.exchange_rates = exchange_rates  # rule 8
         self._master_frontier: dict[str, int] = {}  # master table -> highest sequence[0] seen
 
@@ -458,6 +471,10 @@ class DocumentAssembler:
         if not (pending.expected and pending.master_expected and self.master_wait
                 and self.validator is not None):
             return True
+        assert pending.end is not None
+        if pending.end.ts_ms is not None and \
+                self.clock_ms() - pending.end.ts_ms >= MASTER_WAIT_WINDOW_MS:
+            return True  # old: its master rows may be compacted away (rule 6)
         for table, n in pending.master_expected:
             if self._master_frontier.get(table, -1) >= pending.commit_lsn:
                 continue  # a later transaction's row of this table arrived: ours are behind
@@ -822,6 +839,7 @@ __all__ = [
     "CHILD_TABLES",
     "DOCUMENT_TABLES",
     "HEADER_TABLES",
+    "MASTER_WAIT_WINDOW_MS",
     "RATE_TABLE",
     "AssemblyOverflow",
     "DocumentAssembler",

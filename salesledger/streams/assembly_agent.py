@@ -272,7 +272,6 @@ def rebuild(settings: Settings, group: str, processor: AssemblyProcessor) -> lis
                          "group.id": f"{group}-rebuild", "enable.auto.commit": False})
     pending: list[Output] = []
     replayed = 0
-    processor.assembler.master_wait = False  # assembly rule 6 is off while replaying
     try:
         ranges = {}
         for topic, end in committed.items():
@@ -287,7 +286,6 @@ def rebuild(settings: Settings, group: str, processor: AssemblyProcessor) -> lis
                     pending.append(out)
     finally:
         consumer.close()
-        processor.assembler.master_wait = True
     seconds = time.monotonic() - started
     telemetry.REBUILD_SECONDS.labels("assembly").set(seconds)
     log.info("assembler rebuilt from %d CDC records in %.1f s (last document version %s); "

@@ -42,9 +42,9 @@ Timing: master-data rows are applied when they arrive. A document of a source tr
 that also writes master data (a new customer and its first invoice in one transaction) is
 validated only after that transaction's master rows were applied (assembly rule 6: the
 assembler waits for the master rows the END marker announces, or for a row of the same table
-from a later transaction — the master topics are compacted, so a row compaction removed never
-holds a document back). During the rebuild replay nothing waits (the validator is seeded from
-the database then).
+from a later transaction; only transactions younger than the master topics' compaction lag
+wait, so a row compaction removed never holds a document back — old history replayed at
+start relies on the validator's seed from the database).
 
 Pure: no Kafka, Faust or database import; state in memory.
 """

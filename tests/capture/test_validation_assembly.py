@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from salesledger.streams.assembly import DocumentAssembler, DocumentEvent, DocumentRejected
 from salesledger.streams.validation import DocumentValidator, MasterData
-from tests.capture.test_assembly_rules import Tx, feed, header, line
+from tests.capture.test_assembly_rules import _TS, Tx, feed, header, line
 
 
 def product(product_id: int, sku: str, kind: str = "goods") -> dict:
@@ -25,8 +25,12 @@ def master_tx(xid: int, lsn: int, *products: dict) -> Tx:
     return tx
 
 
-def assembler() -> DocumentAssembler:
-    return DocumentAssembler(validator=DocumentValidator(MasterData()))
+def assembler(age_ms: int = 1000) -> DocumentAssembler:
+    """An assembler with a validator whose clock says the fixtures' transactions are
+    ``age_ms`` old (assembly rule 6 waits only for recent ones)."""
+    a = DocumentAssembler(validator=DocumentValidator(MasterData()))
+    a.clock_ms = lambda: _TS + age_ms
+    return a
 
 
 def test_service_line_kind_comes_from_the_product_master_data():
@@ -138,9 +142,33 @@ def test_a_later_row_of_the_master_table_releases_a_transaction_whose_row_compac
     assert a.on_transaction(later.end()) == [] and a.pending_transactions == 0
 
 
+def test_an_old_transaction_replayed_from_history_never_waits_for_master_rows():
+    from salesledger.streams.assembly import MASTER_WAIT_WINDOW_MS
+
+    a = assembler(age_ms=MASTER_WAIT_WINDOW_MS)  # its rows may have been compacted away
+    feed(a, master_tx(1, 100))
+    out = _in_order(a, _new_customer_product_and_invoice(), [2, 3])
+    assert len(out) == 1 and isinstance(out[0], DocumentRejected)
+    assert out[0].error.reason == "unknown_customer" and a.pending_transactions == 0
+
+
+def test_the_master_topics_compaction_lag_exceeds_the_wait_window():
+    import yaml
+
+    from salesledger.resources import resource_path
+    from salesledger.streams.assembly import MASTER_WAIT_WINDOW_MS
+    from salesledger.streams.validation import MASTER_TABLES
+
+    topics = yaml.safe_load(resource_path("deploy/topics.yaml").read_text())["topics"]
+    lags = {t["name"].split(".cdc.", 1)[1]: int(t["config"]["min.compaction.lag.ms"])
+            for t in topics if t["name"].split(".cdc.", 1)[-1] in MASTER_TABLES}
+    assert lags.keys() == MASTER_TABLES
+    assert all(lag >= MASTER_WAIT_WINDOW_MS + 3600 * 1000 for lag in lags.values()), lags
+
+
 def test_without_master_wait_the_document_is_validated_at_once():
     a = assembler()
-    a.master_wait = False  # as during the rebuild replay
+    a.master_wait = False
     feed(a, master_tx(1, 100))
     out = _in_order(a, _new_customer_product_and_invoice(), [2, 3])
     assert len(out) == 1 and isinstance(out[0], DocumentRejected)
