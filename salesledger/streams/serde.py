@@ -127,14 +127,14 @@ def check_decimal(value: Any, precision: int, scale: int, path: str = "$") -> De
             built as ``Decimal``), more fractional digits than ``scale``, or more than
             ``precision`` digits in total.
     """
-    if not isinstance(value, Decimal):
+    if type(value) is not Decimal and not isinstance(value, Decimal):
         raise DecimalOutOfRange(f"{path}: {type(value).__name__} {value!r} is not a Decimal")
+    sign, digits, exponent = value.as_tuple()
+    if exponent == -scale and len(digits) <= precision:  # an int exponent: finite
+        return value  # already at the scale and within the precision (the usual case)
     if not value.is_finite():
         raise DecimalOutOfRange(f"{path}: {value} is not a finite amount")
-    sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
-    if exponent == -scale and len(digits) <= precision:
-        return value  # already at the scale and within the precision (the usual case)
     excess = -scale - exponent  # fractional digits beyond the scale: must all be zeros
     if excess > 0:
         if any(digits[-excess:]):
