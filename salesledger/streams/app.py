@@ -34,8 +34,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from salesledger.config import Settings
 from salesledger.ledger.charts import Chart, load_chart
 from salesledger.ledger.settings import LedgerSettings
+from salesledger.streams.transport import Transport
 
 Stage = Literal["assembly", "posting"]
+#: Bytes per producer batch (one partition, one request); see :func:`create_app`.
+PRODUCER_BATCH_BYTES_MAX = 512 * 1024
 STAGES: tuple[Stage, ...] = ("assembly", "posting")
 
 
@@ -124,7 +127,7 @@ def create_app(settings: Settings, stage: Stage, pipeline: PipelineSettings | No
     datadir = settings.stack_dir / "faust" / app_id(settings, stage) / \
         os.environ.get("SALESLEDGER_WORKER_NAME", f"pid-{os.getpid()}")
     datadir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         app_id(settings, stage),
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
@@ -142,10 +145,19 @@ def create_app(settings: Settings, stage: Stage, pipeline: PipelineSettings | No
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_max_request_size=4_000_000,
+        # aiokafka keeps ONE produce request in flight per broker and at most one batch of
+        # producer_max_batch_size per partition; a full batch makes send() wait for the round
+        # trip (acks=all). At Faust's 16 KiB a posting step (~50 records: movements, changelog)
+        # or a few documents filled it, so a stage waited one round trip per 16 KiB.
+        # Below the broker's message.max.bytes (1 MiB default).
+        producer_max_batch_size=PRODUCER_BATCH_BYTES_MAX,
         table_standby_replicas=1,
         processing_guarantee="at_least_once",  # correctness never depends on exactly_once
         datadir=str(datadir),
     )
+    # Consumer with a short fetch wait (salesledger.streams.transport: why).
+    app.transport = Transport(app.conf.broker_consumer, app)
+    return app
 
 
 def raw_topic(app: faust.App, *names: str):
