@@ -57,6 +57,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import zlib
 from dataclasses import dataclass, field
@@ -267,7 +268,7 @@ class Bench:
 
         s = self.settings
         self.stop_workers()
-        reset_data(s, self.report)
+        self._reset(reset_data)
         migrate(s, self.report)
         self.connector = connect.connector_name(s.topic_prefix)
         connect.register(s, snapshot_mode="no_data")
@@ -282,6 +283,29 @@ class Bench:
                        lambda: receipts.total() >= receipt_lines, 240)
         finally:
             receipts.close()
+
+    def _reset(self, reset_data: Callable[[Settings, Reporter], None]) -> None:
+        """``reset_data`` (idempotent) again, up to :data:`GROUP_EXPIRY_S`, while a consumer
+        group of the namespace still has a member (a worker just stopped that did not leave
+        its group: it expires with its session) or a connector of *another* namespace vanished
+        between Connect's list and its config (404: a test beside us deleted its own)."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        deadline = time.monotonic() + GROUP_EXPIRY_S
+        while True:
+            try:
+                reset_data(self.settings, self.report)
+                return
+            except KafkaException as exc:
+                if (exc.args[0].code() != KafkaError.NON_EMPTY_GROUP
+                        or time.monotonic() > deadline):
+                    raise
+                self.report("a consumer group of the namespace still has a member; retrying")
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404 or time.monotonic() > deadline:
+                    raise
+                self.report(f"Connect: {exc.url} went away while resetting; retrying")
+            time.sleep(5.0)
 
     def cleanup(self) -> None:
         """Stop the workers; delete the connector (offsets reset) and drop its slot."""
@@ -717,6 +741,8 @@ class Bench:
         return document
 
 
+#: Seconds a stopped worker's consumer group membership may take to expire (session timeout).
+GROUP_EXPIRY_S = 120.0
 #: Seconds an offered rate's documents may take after its window before the next rate starts.
 FRESHNESS_DRAIN_S = 60.0
 #: Seconds between two RSS samples of the soak.
