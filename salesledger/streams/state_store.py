@@ -11,7 +11,9 @@ therefore written as:
 1. every changed entry as ``(seq, new value, old value)`` (each value pickled) — ``seq`` is the step's offset on the
    documents topic, ``old value`` the entry before the step (undo image);
 2. the step's outputs (journal entries, movements, ... as encoded Kafka records) under
-   ``out:<seq>``, so a re-delivered step re-emits exactly what it produced (CDC-09, CDC-16);
+   ``out:<seq>`` (and ``out:<seq>+1``, ``+2``, ... when they exceed
+   :data:`OUTPUT_CHUNK_BYTES_MAX`: a release that posts a thousand held documents), so a
+   re-delivered step re-emits exactly what it produced (CDC-09, CDC-16);
 3. the commit marker ``meta:applied = seq``, last.
 
 :meth:`LedgerStore.load` (after changelog recovery) rebuilds the state; an entry whose ``seq`` is
@@ -21,8 +23,11 @@ the undo image of such an entry is the value after an earlier, finished step.
 
 Keys: ``document:<type>:<number>``, ``stock:<sku>@<warehouse>``, ``customer:<id>`` (the engine's
 ``PostingResult.touched`` names; a customer's account without its open items), one key per open
-item ``item:<customer>\x1f<number>`` (a customer may have thousands), and whole small mappings
-``held``, ``locks``, ``rates``.
+item ``item:<customer>\x1f<number>`` (a customer may have thousands), one key per held document
+``held:<document key>`` (the engine's ``held`` name; the queue may hold thousands: as ONE value it
+grew past the broker's message size, and a changelog write the broker refuses is a state that is
+no longer durable), and whole small mappings ``locks``, ``rates``. A table written before held
+documents had their own keys (one ``held`` value) is converted by :meth:`LedgerStore.load`.
 Values are pickled (trusted: only this process writes the changelog). Pure: the table is any
 ``MutableMapping[str, bytes]``.
 """
@@ -44,13 +49,18 @@ from salesledger.ledger.state import LedgerState
 APPLIED_KEY = "meta:applied"
 OUTPUT_PREFIX = "out:"
 ITEM_PREFIX = "item:"
+HELD_PREFIX = "held:"
 _SEP = "\x1f"
 _NO_ITEMS = Map()
 #: Outputs kept for re-emission, at most (older ones are dropped once Faust committed past
 #: them; this bound only guards memory if commits stall).
 OUTPUTS_KEPT_MAX = 50_000
+#: Bytes of encoded outputs per ``out:`` value, about (one output is never split): every value
+#: stays well below the broker's message size (1 MiB by default).
+OUTPUT_CHUNK_BYTES_MAX = 256 * 1024
 _ABSENT = "__absent__"
-_WHOLE = ("held", "locks", "rates")
+_WHOLE = ("locks", "rates")
+_LEGACY_HELD = "held"  # the whole held queue as one value (tables written before HELD_PREFIX)
 
 
 def _fields_of(cls: type) -> tuple[str, ...]:
@@ -95,6 +105,26 @@ def _reducer(names: tuple[str, ...]):  # noqa: ANN202
 _register_fast_pickling()
 
 
+def _output_key(seq: int, chunk: int) -> str:
+    return f"{OUTPUT_PREFIX}{seq}" if chunk == 0 else f"{OUTPUT_PREFIX}{seq}+{chunk}"
+
+
+def _chunks(outputs: list[Any]) -> list[list[Any]]:
+    """``outputs`` in consecutive pieces of about :data:`OUTPUT_CHUNK_BYTES_MAX` (at least one,
+    maybe empty)."""
+    chunks: list[list[Any]] = [[]]
+    size = 0
+    for out in outputs:
+        out_bytes = len(out.key or b"") + len(out.value or b"") + 64 + \
+            sum(len(name) + len(value or b"") for name, value in out.headers)
+        if chunks[-1] and size + out_bytes > OUTPUT_CHUNK_BYTES_MAX:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(out)
+        size += out_bytes
+    return chunks
+
+
 def _dumps(value: Any) -> bytes:
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -112,8 +142,6 @@ def _get(state: LedgerState, key: str) -> Any:
         return state.stock.get((sku, warehouse), _ABSENT)
     if kind == "customer":
         return state.customers.get(rest, _ABSENT)
-    if key == "held":
-        return dict(state.held)
     if key == "locks":
         return state.locked_through
     if key == "rates":
@@ -127,6 +155,9 @@ def _pieces(old: LedgerState, new: LedgerState, keys: list[str]) -> list[tuple[s
     so a step writes the items it changed, not all of a customer's open items."""
     out = []
     for key in keys:
+        if key == "held":
+            out.extend(_held_pieces(old.held, new.held))
+            continue
         if not key.startswith("customer:"):
             out.append((key, _get(old, key), _get(new, key)))
             continue
@@ -153,6 +184,17 @@ def _pieces(old: LedgerState, new: LedgerState, keys: list[str]) -> list[tuple[s
     return out
 
 
+def _held_pieces(before: Map, after: Map) -> list[tuple[str, Any, Any]]:
+    """(``held:<document key>``, before, after) of each held item a step put in, replaced or
+    took out (taken out: after is absent)."""
+    if before is after:
+        return []
+    out = [(HELD_PREFIX + key, before.get(key, _ABSENT), item) for key, item in after.items()
+           if before.get(key) is not item]
+    out += [(HELD_PREFIX + key, item, _ABSENT) for key, item in before.items() if key not in after]
+    return out
+
+
 def _head(account: Any) -> Any:
     return _ABSENT if account is None else replace(account, open_items=_NO_ITEMS)
 
@@ -161,7 +203,8 @@ def changed_keys(touched: Iterable[str]) -> list[str]:
     """The table keys a step writes: the engine's ``touched`` names, deduplicated, in order."""
     seen: dict[str, None] = {}
     for key in touched:
-        assert key.split(":", 1)[0] in ("document", "stock", "customer") or key in _WHOLE, key
+        assert key.split(":", 1)[0] in ("document", "stock", "customer") or key in _WHOLE \
+            or key == "held", key
         seen.setdefault(key, None)
     return list(seen)
 
@@ -173,7 +216,7 @@ class LedgerStore:
     def __init__(self, table: MutableMapping[str, bytes]) -> None:
         self.table = table
         self.applied = -1
-        self._outputs: deque[int] = deque()
+        self._outputs: deque[tuple[int, int]] = deque()  # (seq, number of out: values)
         self._current: dict[str, bytes] = {}  # key -> pickled value now (the next undo image)
 
     # ---- write -------------------------------------------------------------------------------
@@ -192,23 +235,33 @@ class LedgerStore:
             after_bytes = _dumps(after)
             self._current[key] = after_bytes
             self.table[key] = _dumps((seq, after_bytes, before_bytes))
-        self.table[f"{OUTPUT_PREFIX}{seq}"] = _dumps(outputs)
-        self._outputs.append(seq)
+        chunks = _chunks(outputs)
+        for chunk_no, chunk in enumerate(chunks):
+            self.table[_output_key(seq, chunk_no)] = _dumps(chunk)
+        self._outputs.append((seq, len(chunks)))
         self.table[APPLIED_KEY] = pickle.dumps(seq)
         self.applied = seq
 
     def outputs_of(self, seq: int) -> list[Any] | None:
         """The outputs step ``seq`` produced, if still kept."""
-        raw = self.table.get(f"{OUTPUT_PREFIX}{seq}")
-        return None if raw is None else pickle.loads(raw)
+        raw = self.table.get(_output_key(seq, 0))
+        if raw is None:
+            return None
+        outputs = pickle.loads(raw)
+        chunk_no = 1
+        while (raw := self.table.get(_output_key(seq, chunk_no))) is not None:
+            outputs += pickle.loads(raw)
+            chunk_no += 1
+        return outputs
 
     def forget_outputs_before(self, seq: int) -> int:
         """Drop kept outputs of steps below ``seq`` (Faust committed past them: they are never
         delivered again); also keeps at most :data:`OUTPUTS_KEPT_MAX`. Returns how many."""
         dropped = 0
-        while self._outputs and (self._outputs[0] < seq or len(self._outputs) > OUTPUTS_KEPT_MAX):
-            old = self._outputs.popleft()
-            self.table.pop(f"{OUTPUT_PREFIX}{old}", None)
+        while self._outputs and (self._outputs[0][0] < seq or len(self._outputs) > OUTPUTS_KEPT_MAX):
+            old, chunk_count = self._outputs.popleft()
+            for chunk_no in range(chunk_count):
+                self.table.pop(_output_key(old, chunk_no), None)
             dropped += 1
         return dropped
 
@@ -222,19 +275,21 @@ class LedgerStore:
         stock: dict = {}
         customers: dict = {}
         whole: dict[str, Any] = {"held": {}, "locks": None, "rates": {}}
-        outputs: list[int] = []
+        legacy_held: dict | None = None
+        outputs: dict[int, int] = {}  # seq -> number of out: values
         unfinished: set[int] = set()
         self._current = {}
         for key, raw in list(self.table.items()):
             if key == APPLIED_KEY:
                 continue
             if key.startswith(OUTPUT_PREFIX):
-                seq = int(key[len(OUTPUT_PREFIX):])
+                seq_text, _, chunk_text = key[len(OUTPUT_PREFIX):].partition("+")
+                seq = int(seq_text)
                 if seq > self.applied:
                     unfinished.add(seq)
                     self.table.pop(key, None)
                 else:
-                    outputs.append(seq)
+                    outputs[seq] = max(outputs.get(seq, 0), int(chunk_text or 0) + 1)
                 continue
             seq, after, before = pickle.loads(raw)
             value_bytes = after
@@ -242,18 +297,38 @@ class LedgerStore:
                 unfinished.add(seq)
                 value_bytes = before
             self._current[key] = value_bytes
+            if key == _LEGACY_HELD:
+                legacy_held = pickle.loads(value_bytes)
+                continue
             self._put(key, pickle.loads(value_bytes), documents, stock, customers, whole)
         if len(unfinished) > 1:
             raise TornState(f"steps {sorted(unfinished)} unfinished after {self.applied}")
+        if legacy_held is not None:
+            self._convert_held(legacy_held, whole["held"])
         items = whole.pop("items", {})
         for customer, open_items in items.items():
             if customer not in customers:
                 raise TornState(f"open items of customer {customer!r} without its account")
             customers[customer] = replace(customers[customer], open_items=Map(open_items))
-        self._outputs = deque(sorted(outputs))
+        self._outputs = deque(sorted(outputs.items()))
         return LedgerState(documents=Map(documents), stock=Map(stock), customers=Map(customers),
                            held=Map(whole["held"]), locked_through=whole["locks"],
                            rates=Map(whole["rates"]))
+
+    def _convert_held(self, legacy: dict, held: dict) -> None:
+        """Move the held queue of a table written as one ``held`` value to one key per item
+        (module docstring): the items first, as written by the last finished step (``seq`` =
+        :attr:`applied`), then the old key goes. A crash in between leaves both, holding the
+        same items; the next load finishes the move."""
+        for key, item in legacy.items():
+            if key in held:  # moved by an interrupted conversion
+                continue
+            after = _dumps(item)
+            self.table[HELD_PREFIX + key] = _dumps((self.applied, after, _dumps(_ABSENT)))
+            self._current[HELD_PREFIX + key] = after
+            held[key] = item
+        self._current.pop(_LEGACY_HELD, None)
+        self.table.pop(_LEGACY_HELD, None)
 
     @staticmethod
     def _put(key: str, value: Any, documents: dict, stock: dict, customers: dict,
@@ -263,6 +338,8 @@ class LedgerStore:
             whole[key] = value
         elif value == _ABSENT:
             return
+        elif kind == "held":
+            whole["held"][rest] = value
         elif kind == "item":
             customer, _, number = rest.partition(_SEP)
             whole.setdefault("items", {}).setdefault(customer, {})[number] = value
@@ -283,5 +360,5 @@ def unlocked(state: LedgerState) -> LedgerState:
     return replace(state, locked_through=None)
 
 
-__all__ = ["APPLIED_KEY", "OUTPUTS_KEPT_MAX", "LedgerStore", "TornState", "changed_keys",
+__all__ = ["APPLIED_KEY", "HELD_PREFIX", "OUTPUT_CHUNK_BYTES_MAX", "OUTPUTS_KEPT_MAX", "LedgerStore", "TornState", "changed_keys",
            "unlocked"]

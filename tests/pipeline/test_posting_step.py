@@ -230,3 +230,54 @@ def test_metric_windows_sum_to_the_revenue_and_cogs_posted():
     assert sums["cogs_amount"] == cogs > 0
     assert sums["margin_amount"] == revenue - cogs
     assert {d["window_start"].minute for d in datums if d["metric"] == "revenue_amount"} == {1, 2, 3}
+
+
+def test_three_thousand_held_documents_keep_every_changelog_value_small_and_post_in_queue_order():
+    """Held documents have one key each (one ``held`` value reached the broker's 1 MiB limit at
+    ~1,300 documents); a release posting a thousand of them splits its kept outputs."""
+    table = LoggedTable()
+    p = processor(table)
+    count = 3_000
+    for n in range(count):
+        held = p.process(n, b"k", encoded(invoice(f"INV-{n:05d}", "1", "10.00"), 100 + n, n // 60))
+        assert [o.topic for o in held] == ["held"], n
+    assert len(p.state.held) == count
+    value_bytes_max = 320 * 1024  # the broker refuses more than 1 MiB (message.max.bytes)
+    assert max(len(value) for _, value in table.log if value is not None) < 16 * 1024
+    table = replay(table.log)
+    restarted = processor(table)  # a restart rebuilds the queue from the changelog
+    assert restarted.state == p.state and len(restarted.state.held) == count
+    posted: list[bytes] = []
+    for batch in range(3):  # the engine retries at most HELD_RETRY_MAX (1,000) per receipt
+        outs = restarted.process(count + batch, b"k",
+                                 encoded(receipt(f"GR-{batch}", "1000", "5.00"), 10_000 + batch, 100))
+        posted += [o.key for o in outs if o.topic == JOURNAL_TOPIC and o.key.startswith(b"invoice:")]
+    assert not restarted.state.held
+    assert list(dict.fromkeys(posted)) == [f"invoice:INV-{n:05d}".encode() for n in range(count)]
+    assert max(len(value) for _, value in table.log if value is not None) < value_bytes_max
+    assert sum(key.startswith(f"out:{count}+") for key in table) >= 3  # split outputs
+    again = processor(replay(table.log))  # the release steps' outputs survive a restart
+    assert again.process(count + 1, b"k", b"") == restarted.store.outputs_of(count + 1)
+
+
+def test_a_table_with_the_held_queue_as_one_value_is_converted_to_one_key_per_document():
+    table = LoggedTable()
+    p = processor(table)
+    for n in range(3):
+        p.process(n, b"k", encoded(invoice(f"INV-{n}", "1", "10.00"), 100 + n))
+    legacy = LoggedTable()  # the layout before per-document keys: the queue under "held"
+    for key, value in table.items():
+        if not key.startswith("held:"):
+            dict.__setitem__(legacy, key, value)
+    undo = pickle.dumps(dict(p.state.held))
+    dict.__setitem__(legacy, "held", pickle.dumps((2, undo, pickle.dumps({}))))
+    before = dict(legacy)
+    converted = processor(legacy)
+    assert converted.state == p.state and "held" not in legacy
+    assert sorted(k for k in legacy if k.startswith("held:")) == ["held:invoice:INV-0",
+                                                                   "held:invoice:INV-1",
+                                                                   "held:invoice:INV-2"]
+    crashed = replay([*before.items(), *legacy.log[:1]])  # a crash mid-conversion
+    assert processor(crashed).state == p.state and "held" not in crashed
+    out = converted.process(3, b"k", encoded(receipt("GR-1", "3", "5.00"), 500, 5))
+    assert len({o.key for o in out if o.topic == JOURNAL_TOPIC}) == 4 and not converted.state.held
