@@ -777,14 +777,36 @@ def machine(load_before: tuple[float, float, float],
             "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
+def checkout() -> dict[str, Any]:
+    """The commit the bench's code was run from and whether the package differs from it
+    (``salesledger_commit``, ``salesledger_dirty``; None outside a git checkout)."""
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=30, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", "salesledger")
+    return {"salesledger_commit": commit,
+            "salesledger_dirty": None if status is None else bool(status)}
+
+
 def versions(settings: Settings) -> dict[str, Any]:
-    """Versions of Python, the Python libraries, PostgreSQL, Kafka (Connect) and Debezium."""
+    """Versions of Python, the Python libraries, PostgreSQL, Kafka (Connect) and Debezium, and
+    the checkout's commit (:func:`checkout`)."""
     from importlib import metadata
 
     import confluent_kafka
 
     out: dict[str, Any] = {"python": platform.python_version()}
-    for package in ("salesledger", "faust-streaming", "confluent-kafka", "psycopg", "fastavro"):
+    out.update(checkout())
+    for package in ("salesledger", "faust-streaming", "confluent-kafka", "psycopg", "fastavro",
+                    "pyreadr"):
         try:
             out[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
