@@ -34,7 +34,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from salesledger.config import Settings
 from salesledger.ledger.charts import Chart, load_chart
 from salesledger.ledger.settings import LedgerSettings
-from salesledger.streams.transport import Transport
+from salesledger.streams.transport import FatalSendErrors, Transport
 
 Stage = Literal["assembly", "posting"]
 #: Bytes per producer batch (one partition, one request); see :func:`create_app`.
@@ -72,11 +72,10 @@ class PipelineSettings(BaseSettings):
     # its stage for ~58 s (measured in tests/pipeline/test_pipeline_crash.py); 10 s makes it
     # ~10 s. Trade-off: aiokafka heartbeats from the event loop (every 3 s), so a loop blocked
     # for more than 10 s (a huge document, swapping) drops the worker from the group: one extra
-    # rebalance and re-delivery of uncommitted records (the state's dedup absorbs those). Note
-    # that a rebalance of a live worker is not harmless yet: once, in the crash test's
-    # two-worker run, the commit passed 75 documents never processed (Faust acks prefetched
-    # records it skips after a generation change, it seems; the posting agent needs a gap
-    # check). The broker's floor is group.min.session.timeout.ms (6 s by default).
+    # rebalance and re-delivery of uncommitted records (the state's dedup absorbs those). Once,
+    # in the crash test's two-worker run, a rebalance made Faust commit past 75 documents it
+    # never handed to the agent; the posting agent now seeks back to the offset its state needs
+    # (posting_agent). The broker's floor is group.min.session.timeout.ms (6 s by default).
     session_timeout_s: float = Field(default=10.0, ge=6, le=90)
 
     @model_validator(mode="after")
@@ -157,6 +156,7 @@ def create_app(settings: Settings, stage: Stage, pipeline: PipelineSettings | No
     )
     # Consumer with a short fetch wait (salesledger.streams.transport: why).
     app.transport = Transport(app.conf.broker_consumer, app)
+    app.sensors.add(FatalSendErrors())  # a refused produce request ends the worker (transport)
     return app
 
 

@@ -32,7 +32,8 @@ Validation before emission (:mod:`salesledger.streams.validation`) adds ``unknow
 (its dead letters carry the document record itself, for ``dlq retry``); the posting stage adds
 the engine's error reasons (among them ``before_golive``: dated on or before the go-live date;
 ``kind_disabled``: a document kind not switched on) and ``engine_bug`` (any other exception
-raised inside the engine).
+raised inside the engine) and ``state_too_large`` (a step whose state or outputs would not fit
+in a Kafka message; the dead letter carries no record value).
 """
 
 from __future__ import annotations

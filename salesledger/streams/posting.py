@@ -3,6 +3,8 @@
 :class:`PostingProcessor` is the whole logic of the posting agent without Faust: the agent
 hands it each record's offset (``seq``), key and value and sends what it returns. Per record:
 
+0. a ``seq`` beyond :attr:`PostingProcessor.next_seq` is refused (``AssertionError``): a
+   skipped record would be lost; the agent seeks back instead of calling;
 1. a ``seq`` at or below the last finished step is a re-delivery (Faust restarted from an older
    committed offset): the outputs that step produced are returned again, exactly (CDC-09,
    CDC-16) — the engine is not asked twice;
@@ -21,7 +23,9 @@ hands it each record's offset (``seq``), key and value and sends what it returns
    ``<sku>@<warehouse>``, receivable updates keyed by customer, held-queue changes, the applied
    period action on the control topic, dead letters) and the step is saved with them
    (:class:`~salesledger.streams.state_store.LedgerStore`): state first, outputs second;
-   a crash in between re-delivers the record and step 1 re-emits.
+   a crash in between re-delivers the record and step 1 re-emits. A step whose state or outputs
+   would not fit in a Kafka message (:class:`~salesledger.streams.state_store.StateTooLarge`)
+   is a ``state_too_large`` dead letter instead, the state unchanged.
 
 Determinism: the engine's state is cross-document, so records must come in one total order —
 the documents topic has ONE partition (deploy/topics.yaml) and one posting worker is active.
@@ -52,7 +56,7 @@ from salesledger.streams.documents import (
 )
 from salesledger.streams.metrics_window import MinuteAggregator
 from salesledger.streams.serde import AvroSerde
-from salesledger.streams.state_store import LedgerStore, unlocked
+from salesledger.streams.state_store import LedgerStore, StateTooLarge, unlocked
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +143,17 @@ class PostingProcessor:
         self.state = self.store.load()
         return self.state
 
+    @property
+    def next_seq(self) -> int:
+        """The offset the next new step must have: the documents topic's offsets have no holes
+        (no transactions, no compaction: deploy/topics.yaml), so a record beyond it means
+        records were skipped on the way; the caller seeks back to it (posting_agent)."""
+        return self.store.applied + 1
+
     def process(self, seq: int, key: bytes | None, value: bytes | None) -> list[Output]:
         """The outputs of the record at offset ``seq`` (see the module docstring)."""
         assert self.state is not None, "start() first"
+        assert seq <= self.next_seq, f"offset {seq} skips {self.next_seq}: the caller seeks back"
         if seq <= self.store.applied:
             self.stats.redelivered += 1
             return self.store.outputs_of(seq) or []
@@ -284,7 +296,15 @@ class PostingProcessor:
 
     def _finish(self, seq: int, old: LedgerState, new: LedgerState, touched, outputs: list[Output],
                 status: str) -> list[Output]:
-        self.store.save(seq, old, new, touched, outputs)
+        try:
+            self.store.save(seq, old, new, touched, outputs)
+        except StateTooLarge as error:  # the broker would refuse it: dead-letter, state unchanged
+            log.error("%s", error)
+            letter = build_dead_letter("state_too_large", message=str(error),
+                                       topic=self.source_topic, partition=0, offset=seq,
+                                       key=None, value=None)  # the record itself may be the bulk
+            new, touched, outputs, status = old, (), [self._dead(letter)], "error"
+            self.store.save(seq, old, new, touched, outputs)
         self.state = new
         self.stats.steps += 1
         self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1

@@ -11,6 +11,16 @@ rebalance. The in-memory :class:`LedgerState` is rebuilt from the table at the f
 after every assignment (the table is then recovered from its changelog) and dropped when
 partitions are revoked.
 
+No documents-topic offset is ever skipped. Faust can hand the agent a record beyond the next one
+(seen after a rebalance of two workers: offsets 481-555 never came, Faust committed past them)
+and can commit over offsets it never delivered (its consumer treats a jump in offsets as a hole
+to step over; the documents topic has none: :func:`salesledger.streams.transport.declare_contiguous`
+turns that off for it). The state knows the next offset it needs
+(:attr:`PostingProcessor.next_seq`); a record beyond it is dropped unprocessed and *not*
+acknowledged (Faust must not count it as done) and the consumer seeks back to it
+(:data:`GAP_RESEEK_S` apart at most). A timer does the same when no record comes while Faust's
+committed offset is past it (a restart after such a commit, with nothing new to read).
+
 Follow-up (not built): staged repartitioning — valuation by SKU + warehouse, receivables by
 customer — would let the posting stage scale out; it needs the engine split into per-key stages.
 """
@@ -38,6 +48,7 @@ from salesledger.streams.posting import (
 )
 from salesledger.streams.serde import AvroSerde
 from salesledger.streams.state_store import LedgerStore
+from salesledger.streams.transport import declare_contiguous, exit_on_send_error
 
 log = logging.getLogger(__name__)
 TABLE_NAME = "ledger"
@@ -48,6 +59,10 @@ METRICS_TOPIC = "metrics"
 #: The last documents-topic offset the agent took and when (monotonic s): read by the worker's
 #: watchdog thread, which restarts a worker that stops taking records while some wait.
 PROGRESS: dict[str, float] = {"offset": -1, "at": time.monotonic()}
+#: Seconds between two seeks back to the next needed offset (records fetched before a seek still
+#: arrive after it, and each is beyond the offset needed) / without a record before the timer
+#: seeks back when Faust's committed offset is past the needed one.
+GAP_RESEEK_S = 2.0
 CHANGELOG_CONFIG = {
     "segment.ms": "300000",
     "segment.bytes": str(64 * 1024 * 1024),
@@ -73,15 +88,38 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Pos
                               CONTROL_TOPIC, DLQ_TOPIC, METRICS_TOPIC)}
     ready = {"state": False, "since": time.monotonic()}
     documents_tp = faust.types.TP(documents, 0)
+    declare_contiguous(app, documents)
+    gap = {"open": False, "at": 0.0}  # a seek back is pending; when the last one was asked
 
     @app.on_partitions_revoked.connect
     async def _revoked(app, revoked, **kwargs) -> None:  # noqa: ANN001
         ready["state"] = False
         ready["since"] = time.monotonic()
+        gap["open"] = False
+
+    async def seek_back(offset: int, seen: int | None) -> None:
+        """Seek the documents partition to ``offset`` (the next one the state needs)."""
+        gap["open"], gap["at"] = True, time.monotonic()
+        log.warning("documents offset %d needed, %s: seeking back to it", offset,
+                    f"offset {seen} came" if seen is not None else
+                    "nothing came and Faust's committed offset is past it")
+        try:
+            await app.consumer.seek_wait({documents_tp: offset})
+        except Exception:  # noqa: BLE001 - e.g. revoked meanwhile; retried GAP_RESEEK_S later
+            log.exception("seek of %s to %d failed", documents_tp, offset)
+
+    def drop_unacked(event) -> None:  # noqa: ANN001
+        """Let Faust forget ``event`` without acknowledging it: an acknowledged offset may be
+        committed, and a commit past an unprocessed record loses it after a restart."""
+        event.message.acked = True  # Faust's ack of the event (after the loop body) is a no-op
+        app.consumer._unacked_messages.discard(event.message)  # noqa: SLF001
 
     async def send(out: Output) -> None:
-        await outputs[out.topic].send(key=out.key, value=out.value,
-                                      headers=list(out.headers) or None)
+        try:
+            await outputs[out.topic].send(key=out.key, value=out.value,
+                                          headers=list(out.headers) or None)
+        except Exception as error:  # Faust would ack the record: its outputs would be lost
+            exit_on_send_error(error)
 
     @app.agent(raw_topic(app, documents), name="posting")
     async def posting(stream) -> None:  # noqa: ANN001
@@ -97,6 +135,12 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Pos
                          "(changelog recovery included)", len(table), len(state.documents),
                          len(state.held), processor.store.applied, seconds)
             message = event.message
+            if message.offset > processor.next_seq:
+                drop_unacked(event)
+                if not gap["open"] or time.monotonic() - gap["at"] >= GAP_RESEEK_S:
+                    await seek_back(processor.next_seq, message.offset)
+                continue
+            gap["open"] = False
             PROGRESS["offset"], PROGRESS["at"] = message.offset, time.monotonic()
             with telemetry.STEP_SECONDS.labels("posting").time():
                 results = processor.process(message.offset, message.key, message.value)
@@ -107,7 +151,20 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Pos
             if message.offset % 500 == 0:
                 committed = app.consumer._committed_offset.get(documents_tp)  # noqa: SLF001
                 if committed is not None:
-                    processor.store.forget_outputs_before(committed)
+                    processor.store.forget_outputs_before(min(committed, processor.next_seq))
+
+    @app.timer(interval=GAP_RESEEK_S)
+    async def reseek_when_idle() -> None:
+        """Seek back when no record came for :data:`GAP_RESEEK_S` while a seek back is pending
+        or Faust's committed offset is past the next offset the state needs (module docstring)."""
+        if documents_tp not in app.assignor.assigned_actives() \
+                or not app.tables.recovery.completed.is_set() \
+                or time.monotonic() - max(PROGRESS["at"], gap["at"]) < GAP_RESEEK_S:
+            return
+        needed = processor.next_seq if ready["state"] else processor.store.stored_applied() + 1
+        committed = app.consumer._committed_offset.get(documents_tp)  # noqa: SLF001
+        if gap["open"] or (committed is not None and committed > needed):
+            await seek_back(needed, None)
 
     @app.timer(interval=pipeline.metrics_flush_s)
     async def flush_metrics() -> None:

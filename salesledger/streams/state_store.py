@@ -58,6 +58,10 @@ OUTPUTS_KEPT_MAX = 50_000
 #: Bytes of encoded outputs per ``out:`` value, about (one output is never split): every value
 #: stays well below the broker's message size (1 MiB by default).
 OUTPUT_CHUNK_BYTES_MAX = 256 * 1024
+#: Bytes of one table value, at most: below the broker's message size (``message.max.bytes``,
+#: 1 MiB by default). A bigger one would be refused by the broker after the step went on;
+#: :meth:`LedgerStore.save` refuses it first (:class:`StateTooLarge`), writing nothing.
+VALUE_BYTES_MAX = 900 * 1024
 _ABSENT = "__absent__"
 _WHOLE = ("locks", "rates")
 _LEGACY_HELD = "held"  # the whole held queue as one value (tables written before HELD_PREFIX)
@@ -131,6 +135,11 @@ def _dumps(value: Any) -> bytes:
 
 class TornState(AssertionError):
     """The stored state contradicts itself beyond what one unfinished step explains (a bug)."""
+
+
+class StateTooLarge(ValueError):
+    """A step would write a value above :data:`VALUE_BYTES_MAX` (one document of thousands of
+    lines); nothing was written."""
 
 
 def _get(state: LedgerState, key: str) -> Any:
@@ -224,20 +233,32 @@ class LedgerStore:
     def save(self, seq: int, old: LedgerState, new: LedgerState, touched: Iterable[str],
              outputs: list[Any]) -> None:
         """Record step ``seq`` (> :attr:`applied`): changed entries with undo images, the
-        outputs, then the marker (in that order: see the module docstring)."""
+        outputs, then the marker (in that order: see the module docstring).
+
+        Raises:
+            StateTooLarge: a value would exceed :data:`VALUE_BYTES_MAX`; nothing was written.
+        """
         assert seq > self.applied, f"step {seq} after {self.applied}: steps only move forward"
+        writes: list[tuple[str, bytes]] = []
+        current: dict[str, bytes] = {}
         for key, before, after in _pieces(old, new, changed_keys(touched)):
             if before is after:
                 continue
             before_bytes = self._current.get(key)
             if before_bytes is None:
                 before_bytes = _dumps(before)
-            after_bytes = _dumps(after)
-            self._current[key] = after_bytes
-            self.table[key] = _dumps((seq, after_bytes, before_bytes))
+            current[key] = after_bytes = _dumps(after)
+            writes.append((key, _dumps((seq, after_bytes, before_bytes))))
         chunks = _chunks(outputs)
-        for chunk_no, chunk in enumerate(chunks):
-            self.table[_output_key(seq, chunk_no)] = _dumps(chunk)
+        writes += [(_output_key(seq, n), _dumps(chunk)) for n, chunk in enumerate(chunks)]
+        too_large = [f"{key} ({len(value):,} bytes)" for key, value in writes
+                     if len(value) > VALUE_BYTES_MAX]
+        if too_large:
+            raise StateTooLarge(f"step {seq} would write values above {VALUE_BYTES_MAX:,} bytes: "
+                                + ", ".join(too_large[:5]))
+        for key, value in writes:
+            self.table[key] = value
+        self._current.update(current)
         self._outputs.append((seq, len(chunks)))
         self.table[APPLIED_KEY] = pickle.dumps(seq)
         self.applied = seq
@@ -266,6 +287,11 @@ class LedgerStore:
         return dropped
 
     # ---- read --------------------------------------------------------------------------------
+
+    def stored_applied(self) -> int:
+        """The commit marker as the table holds it now (-1: none), without :meth:`load`."""
+        raw = self.table.get(APPLIED_KEY)
+        return -1 if raw is None else pickle.loads(raw)
 
     def load(self) -> LedgerState:
         """Rebuild the state from the table, rolling back an unfinished last step."""
@@ -360,5 +386,6 @@ def unlocked(state: LedgerState) -> LedgerState:
     return replace(state, locked_through=None)
 
 
-__all__ = ["APPLIED_KEY", "HELD_PREFIX", "OUTPUT_CHUNK_BYTES_MAX", "OUTPUTS_KEPT_MAX", "LedgerStore", "TornState", "changed_keys",
+__all__ = ["APPLIED_KEY", "HELD_PREFIX", "OUTPUT_CHUNK_BYTES_MAX", "OUTPUTS_KEPT_MAX",
+           "VALUE_BYTES_MAX", "StateTooLarge", "LedgerStore", "TornState", "changed_keys",
            "unlocked"]

@@ -281,3 +281,34 @@ def test_a_table_with_the_held_queue_as_one_value_is_converted_to_one_key_per_do
     assert processor(crashed).state == p.state and "held" not in crashed
     out = converted.process(3, b"k", encoded(receipt("GR-1", "3", "5.00"), 500, 5))
     assert len({o.key for o in out if o.topic == JOURNAL_TOPIC}) == 4 and not converted.state.held
+
+
+def test_a_record_beyond_the_next_offset_is_refused_and_the_skipped_ones_post_after_it():
+    p = processor({})
+    records = stream()
+    p.process(0, b"k", records[0])
+    assert p.next_seq == 1
+    with pytest.raises(AssertionError, match="skips"):
+        p.process(3, b"k", records[3])  # offsets 1-2 never came: the agent seeks back to 1
+    assert p.next_seq == 1 and p.store.applied == 0
+    out = [o for seq in range(1, len(records)) for o in p.process(seq, b"k", records[seq])]
+    clean = processor({})
+    clean_steps = [clean.process(seq, b"k", value) for seq, value in enumerate(records)]
+    assert journal(out) == journal([o for step in clean_steps[1:] for o in step])
+    assert p.state == clean.state
+
+
+def test_a_step_too_large_for_a_kafka_message_is_a_dead_letter_and_writes_no_state(monkeypatch):
+    from salesledger.streams import state_store
+
+    table = LoggedTable()
+    p = processor(table)
+    p.process(0, b"k", encoded(receipt("GR-1", "10", "5.00"), 100))
+    writes = len(table.log)
+    monkeypatch.setattr(state_store, "VALUE_BYTES_MAX", 1_000)  # the receipt's record is larger
+    state = p.state
+    out = p.process(1, b"k", encoded(dataclasses.replace(receipt("GR-2", "10", "6.00"), lines=tuple(
+        ReceiptLine(sku=f"SKU{n}", qty=Decimal(1), unit_cost=Decimal(1)) for n in range(40))), 200))
+    assert [o.topic for o in out] == ["dlq"] and p.state is state
+    assert dict(out[0].headers)[HEADER_REASON] == b"state_too_large"
+    assert {key for key, _ in table.log[writes:]} == {"out:1", APPLIED_KEY}
