@@ -157,7 +157,7 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Pos
     async def reseek_when_idle() -> None:
         """Seek back when no record came for :data:`GAP_RESEEK_S` while a seek back is pending
         or Faust's committed offset is past the next offset the state needs (module docstring)."""
-        if documents_tp not in app.assignor.assigned_actives() \
+        if app.rebalancing or documents_tp not in app.assignor.assigned_actives() \
                 or not app.tables.recovery.completed.is_set() \
                 or time.monotonic() - max(PROGRESS["at"], gap["at"]) < GAP_RESEEK_S:
             return

@@ -4,7 +4,9 @@ the broker refused (real Faust worker, real broker).
 Faust's committed offset of the posting group is moved past documents the state has not
 applied (what Faust did after a rebalance of two workers: issue 6 evidence) while the worker is
 stopped; restarted, it must seek back and post them — once when records beyond the gap arrive,
-once when nothing arrives at all (committed = end of the topic).
+once when nothing arrives at all (committed = end of the topic). Two workers joining and
+leaving mid-backlog (the situation of the evidence) did not reproduce the loss on the old code
+in 3 runs of 600 documents: the crash test's two-worker run remains the timing-dependent check.
 """
 
 from __future__ import annotations
