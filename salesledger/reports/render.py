@@ -128,6 +128,9 @@ def rich_table(kind: str, report: Any, title: str):
     for i in shown:
         table.add_column(headers[i], overflow="fold",
                          justify="right" if headers[i] in NUMERIC_COLUMNS else "left")
+    if kind == "stock":  # the JSON/CSV contract has no total row; the screen shows Σ value
+        total = sum((Decimal(row[headers.index("value")]) for row in rows), Decimal("0"))
+        rows = rows + [["TOTAL", "", "", str(total)]]
     for row in rows:
         table.add_row(*["" if row[i] is None else str(row[i]) for i in shown],
                       style="bold" if "TOTAL" in row[:2] else None)

@@ -149,3 +149,19 @@ def test_report_accounts_of_both_charts() -> None:
     assert set(az.net_sales) == {"601", "602", "603"} and az.names["601"] == "Satış"
     ru = report_accounts("ru-1c")
     assert ru.revenue == ("90.01.1",) and ru.vat_on_sales == ("90.03",) and ru.sales_returns == ()
+
+
+def test_stock_table_on_screen_ends_with_the_total_value() -> None:
+    """The rich table of `report stock` adds Σ value (to compare with the inventory account);
+    JSON and CSV keep the contract without a total row."""
+    from rich.console import Console
+
+    report = assemble.stock([("A", "W1", D("2"), D("10.50")),
+                             ("B", "W1", D("1"), D("0.25")),
+                             ("A", "W2", D("3"), D("7.00"))])
+    console = Console(record=True, width=120)
+    console.print(render.rich_table("stock", report, "Stock"))
+    last = [line for line in console.export_text().splitlines() if "TOTAL" in line]
+    assert len(last) == 1 and "17.75" in last[0]
+    headers, rows = render.flatten("stock", report)
+    assert all(row[0] != "TOTAL" for row in rows) and len(rows) == 3
