@@ -428,6 +428,7 @@ def watch(probe: Probe, replay: Replay | None, pipeline: Pipeline, demo: DemoSet
     drain_started: float | None = None
     history: list[Snapshot] = []
     watchdog = Watchdog(pipeline.settings)
+    last_line = time.monotonic()  # not a terminal: one progress line a minute (a log stays alive)
     with Live(render(None, {}, progress, "", title, "starting"), console=console,
               refresh_per_second=2, transient=False) as live:
         while True:
@@ -462,6 +463,11 @@ def watch(probe: Probe, replay: Replay | None, pipeline: Pipeline, demo: DemoSet
                                    f"{snap.posting_lag}, sink {snap.sink_lag}); see the workers' "
                                    f"logs in {pipeline.settings.log_dir}")
                 status = f"replay done; waiting for the pipeline to drain ({waited:.0f} s)"
+            if not console.is_terminal and time.monotonic() - last_line >= 60:
+                last_line = time.monotonic()
+                live.console.print(f"{dt.datetime.now():%H:%M:%S} {status}: step {progress.steps}/"
+                                   f"{progress.total}; lag assembly {snap.assembly_lag}, posting "
+                                   f"{snap.posting_lag}, sink {snap.sink_lag}")
             live.update(render(snap, probe.rates(), progress, probe.currency, title, status))
             time.sleep(refresh_s)
 
