@@ -36,6 +36,7 @@ from pathlib import Path
 
 import psycopg
 
+from salesledger.bench import workload
 from salesledger.datasets import online_retail as orr
 
 DATASET = "online-retail-full"
@@ -67,6 +68,12 @@ class RetailDataError(ValueError):
 
 
 def _decimal(value: float, row: int, column: str) -> Decimal:
+    """The exact decimal the R file's double stands for: R stores ``Quantity``/``UnitPrice`` as
+    IEEE doubles, and ``repr`` gives the shortest decimal that reads back as the same double —
+    the figure as published (GBP prices with at most 3 decimals; checked against the CSV slice
+    in tests/bench/test_dataset.py). Never used in arithmetic as a float.
+
+    Raises ``RetailDataError`` for a missing or non-finite value."""
     if value is None or not math.isfinite(value):
         raise RetailDataError(f"row {row}: {column} {value!r} is not a number")
     return Decimal(repr(float(value)))
@@ -189,18 +196,7 @@ def load_master_data(dsn: str, backlog: RetailBacklog) -> int:
                 "INSERT INTO sales.products (sku, name, unit, vat_rate, kind) VALUES "
                 "(%s, %s, 'pcs', 20, %s) ON CONFLICT DO NOTHING",
                 [(sku, name[:200], kind) for sku, (name, kind) in backlog.products.items()])
-        with conn.transaction():
-            row = conn.execute(
-                "INSERT INTO sales.goods_receipts (number, date, supplier_code, warehouse_code, "
-                "currency, status) VALUES ('BGR-RETAIL', %s, 'BS1', 'BW1', 'GBP', 'posted') "
-                "ON CONFLICT (number) DO NOTHING RETURNING goods_receipt_id",
-                (dt.date.today(),)).fetchone()
-            if row is not None:
-                conn.execute(
-                    "INSERT INTO sales.goods_receipt_lines (goods_receipt_id, line_no, sku, qty, "
-                    "unit_cost, vat_rate) SELECT %s, g.no, g.sku, %s, %s, 20 "
-                    "FROM unnest(%s::text[]) WITH ORDINALITY AS g(sku, no)",
-                    (row[0], OPENING_QTY, OPENING_UNIT_COST, goods))
+        workload.opening_receipt(conn, "BGR-RETAIL", goods, OPENING_QTY, OPENING_UNIT_COST)
     return len(goods)
 
 

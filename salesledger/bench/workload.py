@@ -14,6 +14,7 @@ import datetime as dt
 import random
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 
 import psycopg
 
@@ -99,17 +100,27 @@ def load_master_data(dsn: str) -> None:
             if statement.strip():
                 conn.execute(statement, {"customers": CUSTOMERS_N, "skus": SKUS_N}
                              if "%(" in statement else None)
-        with conn.transaction():
-            row = conn.execute(
-                "INSERT INTO sales.goods_receipts (number, date, supplier_code, warehouse_code, "
-                "currency, status) VALUES ('BGR-OPEN', %s, 'BS1', 'BW1', 'GBP', 'posted') "
-                "ON CONFLICT (number) DO NOTHING RETURNING goods_receipt_id",
-                (dt.date.today(),)).fetchone()
-            if row is not None:
-                conn.execute(
-                    "INSERT INTO sales.goods_receipt_lines (goods_receipt_id, line_no, sku, qty, "
-                    "unit_cost, vat_rate) SELECT %s, g, 'BSKU' || lpad(g::text, 2, '0'), %s, "
-                    "0.50, 20 FROM generate_series(1, %s) g", (row[0], OPENING_QTY, SKUS_N))
+        opening_receipt(conn, "BGR-OPEN", [f"BSKU{n:02d}" for n in range(1, SKUS_N + 1)],
+                        OPENING_QTY, Decimal("0.50"))
+
+
+def opening_receipt(conn: psycopg.Connection, number: str, skus: list[str], qty: int,
+                    unit_cost: Decimal) -> None:
+    """Insert the posted goods receipt ``number`` (supplier BS1, warehouse BW1, GBP, today):
+    ``qty`` of every SKU in ``skus`` at ``unit_cost`` GBP net, VAT 20 %, line numbers in list
+    order; nothing when the receipt exists (idempotent). One transaction on ``conn``."""
+    with conn.transaction():
+        row = conn.execute(
+            "INSERT INTO sales.goods_receipts (number, date, supplier_code, warehouse_code, "
+            "currency, status) VALUES (%s, %s, 'BS1', 'BW1', 'GBP', 'posted') "
+            "ON CONFLICT (number) DO NOTHING RETURNING goods_receipt_id",
+            (number, dt.date.today())).fetchone()
+        if row is not None:
+            conn.execute(
+                "INSERT INTO sales.goods_receipt_lines (goods_receipt_id, line_no, sku, qty, "
+                "unit_cost, vat_rate) SELECT %s, g.no, g.sku, %s, %s, 20 "
+                "FROM unnest(%s::text[]) WITH ORDINALITY AS g(sku, no)",
+                (row[0], qty, unit_cost, skus))
 
 
 def _params(doc: Document, day: dt.date) -> dict:
