@@ -63,7 +63,13 @@ Rules (issue "Capture", field case CDC-11):
    drop the rate — the row comes live after the rebuild). A deleted rate row emits nothing
    (the engine keeps the rates it was given); a snapshot rate row is emitted as it arrives.
 
-Pure: no Kafka, Faust or database import; state is in memory, bounded by ``*_max`` limits.
+Pure: no Kafka, Faust or database import. The state of incomplete transactions is in memory,
+bounded by ``*_max`` limits. The row state of every document (and which document each child
+row belongs to) grows with the documents seen: it lives in two mappings the caller gives
+(``documents``, ``child_parents``; plain dicts by default). The assembly agent passes
+disk-backed ones with a bounded cache (:mod:`salesledger.streams.local_state`, CDC-20); their
+values are pickled with :data:`STATE_REDUCERS`, and a value taken from them is mutated right
+away, before any other access to the same mapping (so a cache of one entry would do).
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Context, Decimal, localcontext
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, MutableMapping
 
 from salesledger.ledger.model import (
     Allocation,
@@ -248,6 +254,33 @@ class _PendingTx:
     rates: dict[int, ChangeEvent] = field(default_factory=dict)  # total_order -> rate row (rule 8)
 
 
+def _row_of(names: tuple[str, ...], values: tuple[Any, ...],
+            unavailable: tuple[int, ...]) -> Row:
+    """A :class:`Row` back from :func:`_reduce_row`'s parts (the sentinel is a singleton)."""
+    if not unavailable:
+        return Row(dict(zip(names, values)))
+    missing = frozenset(unavailable)
+    return Row({name: UNAVAILABLE if i in missing else value
+                for i, (name, value) in enumerate(zip(names, values))})
+
+
+def _reduce_row(row: Row) -> tuple:
+    """``copyreg``-style reduction of a :class:`Row` (it holds a read-only mapping, which does
+    not pickle, and possibly :data:`UNAVAILABLE`, which must come back as itself)."""
+    names = tuple(row)
+    values = tuple(row.values())
+    if not any(value is UNAVAILABLE for value in values):
+        return (_row_of, (names, values, ()))
+    unavailable = tuple(i for i, value in enumerate(values) if value is UNAVAILABLE)
+    return (_row_of, (names, tuple(None if value is UNAVAILABLE else value for value in values),
+                      unavailable))
+
+
+#: How the values of the state mappings pickle (type -> reduce function), for a disk-backed
+#: ``documents`` / ``child_parents`` mapping (:class:`~salesledger.streams.local_state.LocalState`).
+STATE_REDUCERS: dict[type, Callable[[Any], tuple]] = {Row: _reduce_row}
+
+
 def _xid_of(event: ChangeEvent) -> int:
     """The PostgreSQL transaction id of a streamed row (``source.txId``, else the id's head)."""
     if event.source.tx_id is not None:
@@ -288,6 +321,12 @@ class DocumentAssembler:
     kept by the rows of the master-data tables (applied as they arrive; a transaction's
     documents wait for the master rows of the same transaction, rule 6) and gives invoice
     lines their ``kind``. ``master_wait`` (default True) turns rule 6 off while False.
+
+    ``documents``: (document type, header pk) -> the document's row state (``_DocState``:
+    header row, child rows, last emitted version); ``child_parents``: (child table, child pk)
+    -> header pk. Both start empty; default plain dicts. Any ``MutableMapping`` will do whose
+    values may be mutated in place — a disk-backed one must write cached values back (see
+    the module docstring).
     """
 
     def __init__(self, *, functional_currency: str = "AZN",
@@ -296,15 +335,20 @@ class DocumentAssembler:
                  pending_events_max: int = PENDING_EVENTS_MAX,
                  applied_xids_max: int = APPLIED_XIDS_MAX,
                  validator: DocumentValidator | None = None,
-                 exchange_rates: bool = False) -> None:
+                 exchange_rates: bool = False,
+                 documents: MutableMapping[tuple[str, Any], Any] | None = None,
+                 child_parents: MutableMapping[tuple[str, Any], Any] | None = None) -> None:
         assert pending_transactions_max > 0 and pending_events_max > 0 and applied_xids_max > 0
         self.functional_currency = functional_currency
         self.tables = frozenset(tables if tables is not None else DOCUMENT_TABLES)
         assert self.tables <= DOCUMENT_TABLES, "only document tables can be assembled"
         self.pending_transactions_max = pending_transactions_max
         self.pending_events_max = pending_events_max
-        self._docs: dict[tuple[str, Any], _DocState] = {}
-        self._child_parent: dict[tuple[str, Any], Any] = {}  # (table, child pk) -> header pk
+        # (doc type, header pk) -> row state; (table, child pk) -> header pk. Caller's mappings.
+        self._docs: MutableMapping[tuple[str, Any], _DocState] = \
+            documents if documents is not None else {}
+        self._child_parent: MutableMapping[tuple[str, Any], Any] = \
+            child_parents if child_parents is not None else {}
         self._pending: dict[int, _PendingTx] = {}             # xid -> rows, END
         self._commit_queue: deque[int] = deque()              # xids in END (commit) order
         self._pending_events = 0
@@ -841,6 +885,7 @@ __all__ = [
     "HEADER_TABLES",
     "MASTER_WAIT_WINDOW_MS",
     "RATE_TABLE",
+    "STATE_REDUCERS",
     "AssemblyOverflow",
     "DocumentAssembler",
     "DocumentEvent",

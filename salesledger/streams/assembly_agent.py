@@ -40,14 +40,27 @@ compacted changelog and replay from the changelog's offsets: a follow-up. With a
 retention, a document whose rows are older is rebuilt from what is left (note for operators:
 keep retention above the longest-lived editable document).
 
+**Memory (CDC-20).** The state that grows with every document seen — the assembler's row
+state per document and child row -> document map, and the validator's view of invoices and
+accepted returns — is kept off the heap, in RocksDB under the worker's Faust data directory
+(``<datadir>/assembly-state``, :mod:`salesledger.streams.local_state`), with bounded
+in-memory caches (:data:`DOCUMENT_CACHE_ENTRIES_MAX`, :data:`SMALL_CACHE_ENTRIES_MAX`). It is
+only an off-heap cache of what the replay above rebuilds: the directory is WIPED at start
+(:func:`open_state`) and removed at a clean exit; nothing is read back from it after a
+restart, so it needs no write-ahead log and no commit with the offsets. What stays on the heap
+is bounded: incomplete transactions (``*_max``), the last ``applied_xids_max`` transaction ids,
+the master data (grows with the master tables, not with documents).
+
 One assembly worker runs (``salesledger run`` starts one, whatever ``--workers``): all
 document topics must be read by the same assembler.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import time
+from pathlib import Path
 from typing import Iterable
 
 import faust
@@ -60,6 +73,7 @@ from salesledger.streams import telemetry
 from salesledger.streams.app import PipelineSettings, declared, raw_topic
 from salesledger.streams.assembly import (
     DOCUMENT_TABLES,
+    STATE_REDUCERS,
     DocumentAssembler,
     DocumentEvent,
     DocumentRejected,
@@ -78,9 +92,10 @@ from salesledger.streams.documents import (
     document_datum,
     rate_datum,
 )
+from salesledger.streams.local_state import LocalState
 from salesledger.streams.posting import DLQ_TOPIC, Output
 from salesledger.streams.serde import AvroSerde
-from salesledger.streams.validation import MASTER_TABLES
+from salesledger.streams.validation import MASTER_TABLES, DocumentsView, DocumentValidator
 
 log = logging.getLogger(__name__)
 DOCUMENTS_TOPIC = "documents"
@@ -88,6 +103,11 @@ DOCUMENTS_TOPIC = "documents"
 _REBUILD_BATCH_MAX = 1000
 _TAIL_STEP = 500
 _KAFKA_TIMEOUT_S = 30.0
+#: Document row states kept in memory (one is a few KiB: header, lines, last emitted version).
+DOCUMENT_CACHE_ENTRIES_MAX = 500
+#: Entries kept in memory of each small mapping (child -> document, the validator's view).
+SMALL_CACHE_ENTRIES_MAX = 2000
+STATE_DIRECTORY = "assembly-state"
 
 
 def cdc_topics(settings: Settings) -> list[str]:
@@ -297,14 +317,45 @@ def rebuild(settings: Settings, group: str, processor: AssemblyProcessor) -> lis
 # --------------------------------------------------------------------------- the agent
 
 
+def open_state(datadir: str | Path) -> LocalState:
+    """The assembler's off-heap state in ``<datadir>/assembly-state``, wiped (see the module
+    docstring), closed and removed at interpreter exit."""
+    state = LocalState.open(Path(datadir) / STATE_DIRECTORY, reducers=STATE_REDUCERS)
+    atexit.register(state.close, remove=True)
+    return state
+
+
+def disk_backed(state: LocalState, validator: DocumentValidator, *,
+                document_cache_entries_max: int = DOCUMENT_CACHE_ENTRIES_MAX,
+                small_cache_entries_max: int = SMALL_CACHE_ENTRIES_MAX,
+                **options) -> DocumentAssembler:  # noqa: ANN003
+    """A :class:`DocumentAssembler` (``options``: its other keyword arguments) whose
+    per-document state, and ``validator``'s view of documents, are mappings of ``state``
+    caching at most ``document_cache_entries_max`` document states and
+    ``small_cache_entries_max`` entries of each other mapping; the validator's view must
+    still be empty (it is replaced)."""
+    assert not validator.view.invoices and not validator.view.returns, "view must be empty"
+    small = small_cache_entries_max
+    validator.view = DocumentsView(
+        invoices=state.mapping("view.invoices", cache_entries_max=small),
+        returns=state.mapping("view.returns", cache_entries_max=small),
+        returns_by_invoice=state.mapping("view.returns_by_invoice", cache_entries_max=small))
+    return DocumentAssembler(
+        validator=validator,
+        documents=state.mapping("documents", cache_entries_max=document_cache_entries_max),
+        child_parents=state.mapping("child_parents", cache_entries_max=small),
+        **options)
+
+
 def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> AssemblyProcessor:
-    """Rebuild the assembler, then add the assembly agent to ``app``."""
-    # Documents without a currency column (write-offs) are in the ledger's functional currency.
-    processor = AssemblyProcessor(DocumentAssembler(
-        functional_currency=pipeline.ledger_settings().functional_currency,
-        exchange_rates=True),  # rates go to the posting stage in commit order (rule 8)
-        serde=AvroSerde.for_settings(settings))
-    processor.assembler.validator = validator_from_database(settings, pipeline.ledger_settings())
+    """Rebuild the assembler (its growing state on local disk), then add the assembly agent
+    to ``app``."""
+    ledger = pipeline.ledger_settings()
+    # Documents without a currency column (write-offs) are in the ledger's functional currency;
+    # rates go to the posting stage in commit order (rule 8).
+    assembler = disk_backed(open_state(app.conf.datadir), validator_from_database(settings, ledger),
+                            functional_currency=ledger.functional_currency, exchange_rates=True)
+    processor = AssemblyProcessor(assembler, serde=AvroSerde.for_settings(settings))
     pending = rebuild(settings, app.conf.id, processor)
     outputs = {DOCUMENTS_TOPIC: raw_topic(app, declared(settings, DOCUMENTS_TOPIC)),
                DLQ_TOPIC: raw_topic(app, declared(settings, DLQ_TOPIC))}
@@ -335,5 +386,6 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Ass
     return processor
 
 
-__all__ = ["AssemblyProcessor", "build", "cdc_topics", "committed_offsets",
-           "last_document_version", "rebuild"]
+__all__ = ["DOCUMENT_CACHE_ENTRIES_MAX", "SMALL_CACHE_ENTRIES_MAX", "AssemblyProcessor", "build",
+           "cdc_topics", "committed_offsets", "disk_backed", "last_document_version",
+           "open_state", "rebuild"]

@@ -46,7 +46,9 @@ from a later transaction; only transactions younger than the master topics' comp
 wait, so a row compaction removed never holds a document back — old history replayed at
 start relies on the validator's seed from the database).
 
-Pure: no Kafka, Faust or database import; state in memory.
+Pure: no Kafka, Faust or database import. Master data is in memory (it grows with the master
+tables, not with the documents); the :class:`DocumentsView` grows with the documents and takes
+its mappings from the caller (plain dicts by default).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any, Iterable, MutableMapping
 
 from salesledger.ledger.model import (
     AnyDocument,
@@ -189,11 +191,23 @@ class SoldLine:
 @dataclass(slots=True)
 class DocumentsView:
     """What returns are checked against: posted invoices' lines by invoice number, and the
-    accepted returns (return number -> (invoice number, ((sku, qty, line_no | None), ...)))."""
+    accepted returns.
 
-    invoices: dict[str, tuple[SoldLine, ...]] = field(default_factory=dict)
-    returns: dict[str, tuple[str, tuple[tuple[str, Decimal, int | None], ...]]] = field(
+    ``invoices``: invoice number -> its lines; ``returns``: return number -> (invoice number,
+    ((sku, qty, line_no | None), ...)); ``returns_by_invoice``: invoice number -> ((order,
+    return number), ...) of the accepted returns against it, by ``order`` — the order in
+    which the return was first accepted (kept when it is replaced), so a check reads only the
+    returns of its invoice. All three grow with the documents seen: they are plain dicts by
+    default, any ``MutableMapping`` will do (values are immutable and always stored back; the
+    assembly agent passes disk-backed ones, :mod:`salesledger.streams.local_state`, CDC-20).
+    """
+
+    invoices: MutableMapping[str, tuple[SoldLine, ...]] = field(default_factory=dict)
+    returns: MutableMapping[str, tuple[str, tuple[tuple[str, Decimal, int | None], ...]]] = \
+        field(default_factory=dict)
+    returns_by_invoice: MutableMapping[str, tuple[tuple[int, str], ...]] = field(
         default_factory=dict)
+    _next_order: int = field(default=0, init=False, repr=False)
 
     def put_invoice(self, number: str, lines: Iterable[SoldLine]) -> None:
         """Remember (or replace) a posted invoice's lines."""
@@ -201,8 +215,32 @@ class DocumentsView:
 
     def put_return(self, number: str, against: str,
                    lines: Iterable[tuple[str, Decimal, int | None]]) -> None:
-        """Remember (or replace) an accepted return."""
+        """Remember (or replace) an accepted return (a replaced one keeps its order)."""
+        old = self.returns.get(number)
+        order = None
+        if old is not None:
+            order = next(o for o, n in self.returns_by_invoice[old[0]] if n == number)
+            if old[0] != against:
+                self._unlink(old[0], number)
+        if order is None:
+            order, self._next_order = self._next_order, self._next_order + 1
         self.returns[number] = (against, tuple(lines))
+        linked = self.returns_by_invoice.get(against, ())
+        if (order, number) not in linked:
+            self.returns_by_invoice[against] = tuple(sorted(linked + ((order, number),)))
+
+    def forget_return(self, number: str) -> None:
+        """Forget a return (cancelled or deleted); nothing if it was not accepted."""
+        old = self.returns.pop(number, None)
+        if old is not None:
+            self._unlink(old[0], number)
+
+    def _unlink(self, invoice: str, number: str) -> None:
+        left = tuple(item for item in self.returns_by_invoice.get(invoice, ()) if item[1] != number)
+        if left:
+            self.returns_by_invoice[invoice] = left
+        else:
+            self.returns_by_invoice.pop(invoice, None)
 
     def observe(self, document: AnyDocument, accepted: bool) -> None:
         """Update the view with an emitted version (``accepted``: it passed validation)."""
@@ -218,7 +256,7 @@ class DocumentsView:
                 self.put_return(document.number, document.against,
                                 ((l.sku, l.qty, l.line) for l in document.lines))
             elif not active:
-                self.returns.pop(document.number, None)
+                self.forget_return(document.number)
 
     def left_to_return(self, invoice: str, *, excluding: str | None = None
                        ) -> dict[int, Decimal] | None:
@@ -229,9 +267,9 @@ class DocumentsView:
         if lines is None:
             return None
         left = {l.line_no: l.qty for l in lines}
-        for number, (against, taken) in self.returns.items():
-            if against == invoice and number != excluding:
-                if _take(lines, left, taken) is not None:
+        for _, number in self.returns_by_invoice.get(invoice, ()):
+            if number != excluding:
+                if _take(lines, left, self.returns[number][1]) is not None:
                     break  # an earlier acceptance no longer fits (the invoice was edited)
         return left
 
