@@ -14,8 +14,15 @@ Topic names come from ``deploy/topics.yaml`` with the profile prefix (:func:`top
 Those topics are created by ``stack up``; the broker's auto-create is off. Faust may declare
 (create, via the admin API) only what it owns: its table changelog topics and its assignor's
 leader topic (``topic_allow_declare``; Faust declares only ``internal`` topics, which our
-``app.topic()`` calls are not). Tables live in memory (``store="memory://"``) and are recovered
-from their changelog topics on start (no RocksDB).
+``app.topic()`` calls are not).
+
+The posting stage's table lives in RocksDB on local disk (``store="rocksdb://"``, the rocksdict
+driver), so the worker's memory does not grow with the ledger's history (field case CDC-20;
+:mod:`salesledger.streams.state_store` reads keys through). The local database is a cache of the
+table's changelog topic, **wiped on every start** and rebuilt from the changelog: a worker killed
+with ``kill -9`` can leave local writes the broker never acknowledged, and a state ahead of its
+changelog would diverge from what a standby (or a restart elsewhere) recovers. RocksDB's own
+memory is capped by :data:`ROCKSDB_OPTIONS`. The assembly stage has no table.
 
 Pipeline options are :class:`PipelineSettings` (``SALESLEDGER_PIPELINE_*``).
 """
@@ -23,6 +30,7 @@ Pipeline options are :class:`PipelineSettings` (``SALESLEDGER_PIPELINE_*``).
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +48,18 @@ Stage = Literal["assembly", "posting"]
 #: Bytes per producer batch (one partition, one request); see :func:`create_app`.
 PRODUCER_BATCH_BYTES_MAX = 512 * 1024
 STAGES: tuple[Stage, ...] = ("assembly", "posting")
+#: RocksDB options of the posting table (Faust's ``RocksDBOptions``; bytes): Faust's defaults
+#: (3 x 64 MiB write buffers, a 2 GiB block cache, 500 MiB compressed cache) would let the
+#: worker's RSS climb by gigabytes as the table grows; these cap RocksDB at about 2 x 16 MiB of
+#: memtables plus a 32 MiB block cache.
+ROCKSDB_OPTIONS = {
+    "driver": "rocksdict",
+    "write_buffer_size": 16 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+    "target_file_size_base": 32 * 1024 * 1024,
+    "block_cache_size": 32 * 1024 * 1024,
+    "block_cache_compressed_size": 8 * 1024 * 1024,
+}
 
 
 class PipelineSettings(BaseSettings):
@@ -122,14 +142,16 @@ def create_app(settings: Settings, stage: Stage, pipeline: PipelineSettings | No
     """A Faust app for ``stage`` (see the module docstring); agents are added by the stage's
     module (``assembly_agent.build`` / ``posting_agent.build``)."""
     pipeline = pipeline or PipelineSettings()
-    # Faust's data directory (memory store: only its own bookkeeping); one per worker process.
+    # Faust's data directory, one per worker process; the posting table's RocksDB under it is
+    # wiped here, on every start (module docstring: rebuilt from the changelog).
     datadir = settings.stack_dir / "faust" / app_id(settings, stage) / \
         os.environ.get("SALESLEDGER_WORKER_NAME", f"pid-{os.getpid()}")
+    shutil.rmtree(datadir, ignore_errors=True)
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id(settings, stage),
         broker=f"kafka://{settings.kafka_bootstrap}",
-        store="memory://",
+        store="rocksdb://" if stage == "posting" else "memory://",
         topic_replication_factor=1,
         topic_partitions=1,
         topic_allow_declare=True,           # changelog + leader topics only (Faust-internal)
@@ -167,5 +189,5 @@ def raw_topic(app: faust.App, *names: str):
                      value_serializer="raw", acks=True)
 
 
-__all__ = ["PipelineSettings", "STAGES", "Stage", "app_id", "create_app", "declared",
+__all__ = ["PipelineSettings", "ROCKSDB_OPTIONS", "STAGES", "Stage", "app_id", "create_app", "declared",
            "raw_topic", "topic_names"]

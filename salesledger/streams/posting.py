@@ -305,7 +305,7 @@ class PostingProcessor:
                                        key=None, value=None)  # the record itself may be the bulk
             new, touched, outputs, status = old, (), [self._dead(letter)], "error"
             self.store.save(seq, old, new, touched, outputs)
-        self.state = new
+        self.state = self.store.settle(new)
         self.stats.steps += 1
         self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
         return outputs

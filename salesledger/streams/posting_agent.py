@@ -34,7 +34,7 @@ import faust
 
 from salesledger.config import Settings
 from salesledger.streams import telemetry
-from salesledger.streams.app import PipelineSettings, declared, raw_topic
+from salesledger.streams.app import ROCKSDB_OPTIONS, PipelineSettings, declared, raw_topic
 from salesledger.streams.metrics_window import MinuteAggregator
 from salesledger.streams.posting import (
     CONTROL_TOPIC,
@@ -76,7 +76,8 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Pos
     documents = declared(settings, "documents")
     _require_one_partition(settings, documents)
     table = app.Table(TABLE_NAME, default=None, partitions=1, key_type=str, value_type=bytes,
-                      recovery_buffer_size=10_000, extra_topic_configs=CHANGELOG_CONFIG)
+                      recovery_buffer_size=10_000, extra_topic_configs=CHANGELOG_CONFIG,
+                      options=dict(ROCKSDB_OPTIONS))
     ledger = pipeline.ledger_settings()
     chart = pipeline.load_chart()
     serde = AvroSerde.for_settings(settings)
@@ -130,10 +131,10 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Pos
                 ready["state"] = True
                 seconds = time.monotonic() - ready["since"]
                 telemetry.REBUILD_SECONDS.labels("posting").set(seconds)
-                log.info("ledger state rebuilt from %d table keys: %d documents, %d held, applied "
-                         "through offset %d; %.1f s from start/assignment to first record "
-                         "(changelog recovery included)", len(table), len(state.documents),
-                         len(state.held), processor.store.applied, seconds)
+                log.info("ledger state opened: %s; applied through offset %d; %.1f s from "
+                         "start/assignment to first record (changelog recovery included)",
+                         ", ".join(f"{n:,} {kind}" for kind, n in processor.store.counts.items()),
+                         processor.store.applied, seconds)
             message = event.message
             if message.offset > processor.next_seq:
                 drop_unacked(event)
@@ -210,8 +211,11 @@ class _TableView:
             del self.table[key]
         return default if value is None else value
 
-    def items(self):
-        return [(k, v) for k, v in self.table.items() if v is not None]
+    def items(self):  # noqa: ANN201 - streaming: the table may not fit in memory
+        return ((k, v) for k, v in self.table.items() if v is not None)
+
+    def keys(self):  # noqa: ANN201
+        return iter(self.table.keys())
 
 
 __all__ = ["TABLE_NAME", "build"]
