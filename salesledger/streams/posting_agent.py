@@ -7,9 +7,10 @@ built by the processor. Invariant failures (``AssertionError``) stop the worker:
 
 Single active: the documents topic has one partition, so one worker of the group holds it;
 others keep a standby copy of the table (``table_standby_replicas``) and take over after a
-rebalance. The in-memory :class:`LedgerState` is rebuilt from the table at the first record
-after every assignment (the table is then recovered from its changelog) and dropped when
-partitions are revoked.
+rebalance. The :class:`LedgerState` is opened over the table at the first record after every
+assignment (the table is then recovered from its changelog into the worker's local RocksDB)
+and dropped when partitions are revoked; it reads documents, stock positions and customers
+from the table key by key (:mod:`salesledger.streams.state_store`), so memory stays flat.
 
 No documents-topic offset is ever skipped. Faust can hand the agent a record beyond the next one
 (seen after a rebalance of two workers: offsets 481-555 never came, Faust committed past them)
@@ -21,8 +22,25 @@ acknowledged (Faust must not count it as done) and the consumer seeks back to it
 (:data:`GAP_RESEEK_S` apart at most). A timer does the same when no record comes while Faust's
 committed offset is past it (a restart after such a commit, with nothing new to read).
 
-Follow-up (not built): staged repartitioning — valuation by SKU + warehouse, receivables by
-customer — would let the posting stage scale out; it needs the engine split into per-key stages.
+**Commits.** Faust commits an offset once every record up to it was acknowledged. In the crash
+tests its commit of the documents offset sometimes stopped moving for good after a restart while
+the agent went on (committed 696, the agent through 1,499, consumer lag 0 by its own position):
+nothing is lost — the state is ahead and a restart re-emits — but a restart would re-deliver
+everything since and the group's lag never returns to 0. The agent therefore watches it
+(:data:`OWN_COMMIT_CHECK_S`): when Faust's committed offset stood still for
+:data:`OWN_COMMIT_STALL_S` while steps were sent beyond it, the agent flushes the producer (all
+sent outputs and state writes acknowledged) and commits the offset after the last step whose
+outputs were all sent. A later, lower commit by Faust cannot happen (it only commits above its
+recorded offset, which the agent raises).
+
+One posting stage keyed by document, not stages repartitioned by SKU + warehouse and by
+customer: the engine posts a document atomically — one COGS entry per document over all its
+SKUs (golden G02, G06, G07), the whole document held when one line lacks stock, a return costed
+from its invoice's lines, an advance offset at invoicing on the ru-1c chart (G11) — which stages
+keyed differently could only reproduce with a document-level join back; and on the 2-core target
+every extra hop costs more than it parallelises (about half of the worker's time per document
+is per-message overhead; 2 posting workers measured slower than 1). The state is nevertheless
+keyed that way (``stock:<sku>@<warehouse>``, ``customer:<id>``), read per key.
 """
 
 from __future__ import annotations
@@ -63,6 +81,13 @@ PROGRESS: dict[str, float] = {"offset": -1, "at": time.monotonic()}
 #: arrive after it, and each is beyond the offset needed) / without a record before the timer
 #: seeks back when Faust's committed offset is past the needed one.
 GAP_RESEEK_S = 2.0
+#: How often the posting agent checks that Faust's commit of the documents offset moves (s),
+#: and how long it may stand still while steps were sent beyond it before the agent commits
+#: itself (s); see the module docstring, "Commits".
+OWN_COMMIT_CHECK_S = 5.0
+OWN_COMMIT_STALL_S = 15.0
+#: Commits the agent made itself (for tests and the log).
+OWN_COMMITS = {"count": 0}
 CHANGELOG_CONFIG = {
     "segment.ms": "300000",
     "segment.bytes": str(64 * 1024 * 1024),
@@ -91,12 +116,16 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Pos
     documents_tp = faust.types.TP(documents, 0)
     declare_contiguous(app, documents)
     gap = {"open": False, "at": 0.0}  # a seek back is pending; when the last one was asked
+    # The last documents offset whose step's outputs were all handed to the producer (-1: none
+    # since assignment), and when Faust's committed offset last moved (own_commit below).
+    sent = {"offset": -1, "committed": None, "moved_at": time.monotonic()}
 
     @app.on_partitions_revoked.connect
     async def _revoked(app, revoked, **kwargs) -> None:  # noqa: ANN001
         ready["state"] = False
         ready["since"] = time.monotonic()
         gap["open"] = False
+        sent["offset"] = -1
 
     async def seek_back(offset: int, seen: int | None) -> None:
         """Seek the documents partition to ``offset`` (the next one the state needs)."""
@@ -147,6 +176,7 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Pos
                 results = processor.process(message.offset, message.key, message.value)
             for out in results:
                 await send(out)
+            sent["offset"] = message.offset
             telemetry.RECORDS.labels("posting").inc()
             telemetry.DEAD_LETTERS.labels("posting").set(processor.stats.dead_letters)
             if message.offset % 500 == 0:
@@ -166,6 +196,35 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Pos
         committed = app.consumer._committed_offset.get(documents_tp)  # noqa: SLF001
         if gap["open"] or (committed is not None and committed > needed):
             await seek_back(needed, None)
+
+    @app.timer(interval=OWN_COMMIT_CHECK_S)
+    async def own_commit() -> None:
+        """Commit the documents offset ourselves when Faust's commit stopped moving (module
+        docstring, "Commits"): after :data:`OWN_COMMIT_STALL_S` without a move while steps
+        were sent beyond it, flush the producer (every sent output and state write
+        acknowledged by the broker) and commit the offset after the last fully sent step."""
+        if app.rebalancing or not ready["state"] \
+                or documents_tp not in app.assignor.assigned_actives():
+            return
+        consumer = app.consumer
+        committed = consumer._committed_offset.get(documents_tp)  # noqa: SLF001
+        now = time.monotonic()
+        if committed != sent["committed"]:
+            sent["committed"], sent["moved_at"] = committed, now
+        target = sent["offset"] + 1
+        if target <= (committed or 0) or now - sent["moved_at"] < OWN_COMMIT_STALL_S:
+            return
+        acked = consumer._acked.get(documents_tp) or []  # noqa: SLF001
+        log.warning("Faust's commit of %s stayed at %s for %.0f s while steps through %d were "
+                    "sent (its acknowledged offsets start %s, %d in all): flushing and "
+                    "committing %d", documents_tp.topic, committed, now - sent["moved_at"],
+                    target - 1, sorted(acked)[:3], len(acked), target)
+        await app.producer.flush()
+        if app.producer.buffer.size:  # not all handed over yet: next time
+            return
+        if await consumer._commit({documents_tp: target}):  # noqa: SLF001
+            consumer._committed_offset[documents_tp] = max(target, committed or 0)  # noqa: SLF001
+            OWN_COMMITS["count"] += 1
 
     @app.timer(interval=pipeline.metrics_flush_s)
     async def flush_metrics() -> None:
