@@ -30,8 +30,12 @@ from sink_factories import count, make_entry, records
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 SEED = 16
 KILLS = 10
-#: Upper bound of entries produced (the producer stops when the kills are over).
-ENTRIES_MAX = 5000
+#: Upper bound of entries produced (the producer stops when the kills are over; at ~40/s the
+#: bound must outlast ten slow restarts under load: 5,000 ran out once and the last kills found
+#: nothing in flight).
+ENTRIES_MAX = 20_000
+#: Seconds a round waits, at most, for a moment with entries not yet stored before its kill.
+IN_FLIGHT_WAIT_S = 5.0
 DEADLINE_S = 300
 
 
@@ -74,8 +78,13 @@ def test_CDC_16_sink_killed_9_ten_times_stores_every_entry_once(
         proc = _start_sink(settings, suffix, group, store)
         try:
             time.sleep(rng.uniform(2.0, 4.0))  # start-up, assignment, some batches
-            stored = sum(load_offsets(owner_conn, group, topic, store).values())
-            kills_with_work_in_flight += stored < produced[0]
+            waited = time.monotonic() + IN_FLIGHT_WAIT_S  # kill while entries are in flight
+            in_flight = False
+            while not in_flight and time.monotonic() < waited:
+                in_flight = sum(load_offsets(owner_conn, group, topic, store).values()) < produced[0]
+                if not in_flight:
+                    time.sleep(0.05)
+            kills_with_work_in_flight += in_flight
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(60)
