@@ -86,8 +86,6 @@ GAP_RESEEK_S = 2.0
 #: itself (s); see the module docstring, "Commits".
 OWN_COMMIT_CHECK_S = 5.0
 OWN_COMMIT_STALL_S = 15.0
-#: Commits the agent made itself (for tests and the log).
-OWN_COMMITS = {"count": 0}
 CHANGELOG_CONFIG = {
     "segment.ms": "300000",
     "segment.bytes": str(64 * 1024 * 1024),
@@ -224,7 +222,6 @@ def build(app: faust.App, settings: Settings, pipeline: PipelineSettings) -> Pos
             return
         if await consumer._commit({documents_tp: target}):  # noqa: SLF001
             consumer._committed_offset[documents_tp] = max(target, committed or 0)  # noqa: SLF001
-            OWN_COMMITS["count"] += 1
 
     @app.timer(interval=pipeline.metrics_flush_s)
     async def flush_metrics() -> None:
