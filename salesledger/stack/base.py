@@ -76,6 +76,8 @@ class Service:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        # What :meth:`prepare` did that the user must hear of (``up`` prints them).
+        self.notices: list[str] = []
 
     # ---- files
     @property

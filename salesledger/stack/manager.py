@@ -147,6 +147,8 @@ def _up_one(settings: Settings, service: Service, report: Reporter) -> UpEvent:
     else:
         report(f"{service.name}: starting ...")
         service.prepare()
+        for notice in service.notices:
+            report(f"{service.name}: {notice}")
         proc = service.start()
         service.wait_healthy(proc, timeout, check=service.ready)
         service.converge()
@@ -298,8 +300,9 @@ def reset_all(settings: Settings, report: Reporter = lambda _: None) -> None:
             path.unlink()
         elif path.exists():
             shutil.rmtree(path)
-    if home.exists():
-        shutil.rmtree(home)
+    for folder in (home, home.with_name(home.name + ".orphaned")):
+        if folder.exists():
+            shutil.rmtree(folder)
     report(f"all data deleted under {settings.stack_dir} "
            "(kept: lib/, registry/build/, secrets/, logs/)")
 

@@ -143,12 +143,52 @@ class PostgresService(Service):
             self._own(path)
 
     def prepare(self) -> None:
+        self._set_aside_orphan()
         self._make_home()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         self._write_config()
         if (self.data_dir / "postmaster.pid").exists():
             self._remove_stale_postmaster_pid()
+
+    @property
+    def orphan_home(self) -> Path:
+        """Where :meth:`_set_aside_orphan` moves a cluster left by an earlier stack dir."""
+        return self.cluster_home.with_name(self.cluster_home.name + ".orphaned")
+
+    def _set_aside_orphan(self) -> None:
+        """As root, move aside a cluster that an earlier stack dir at the same path left behind.
+
+        The shared home is named after the stack dir's path, so a checkout deleted and cloned
+        again at the same place (CI's clone, ``/check/work/main``) finds the old cluster, whose
+        passwords died with the old ``secrets/``: every login then fails ("password
+        authentication failed for user sl_admin", CI of 2026-12-08). A stack dir links to its
+        cluster once it made it (``<stack_dir>/postgresql``), so data with no link is such an
+        orphan. It is renamed to :attr:`orphan_home` (an older orphan of the same path is
+        deleted: one is kept, so disk use stays bounded) and a new cluster is made.
+
+        Raises :class:`StackError` when a server still runs on the orphan's data.
+        """
+        if not _as_root():
+            return  # the cluster lives inside the stack dir and goes with it
+        home = self.cluster_home
+        link = self.settings.stack_dir / "postgresql"
+        if link.is_symlink() or not (home / "data" / "PG_VERSION").exists():
+            return
+        pid = process.read_pid(home / "data" / "postmaster.pid")
+        if pid is not None and str(home / "data") in process.cmdline(pid):
+            raise self.fail(f"{home} was made by an earlier stack dir at {self.settings.stack_dir} "
+                            f"and its server still runs (pid {pid}); stop it (`kill -INT {pid}`) "
+                            "and run `stack up` again")
+        orphan = self.orphan_home
+        if orphan.exists():
+            shutil.rmtree(orphan)
+        home.rename(orphan)
+        notice = (f"{home} holds a cluster made by an earlier stack dir at "
+                  f"{self.settings.stack_dir} (no link to it, its credentials are gone); "
+                  f"moved it to {orphan}, making a new cluster")
+        self.log_line(f"WARNING: {notice}")
+        self.notices.append(f"WARNING: {notice}")
 
     def _initdb(self) -> None:
         pwfile = self.cluster_home / ".initdb-password"
