@@ -70,6 +70,10 @@ def reconcile(
         console = Console()
         checked = ", ".join(f"{k} {v}" for k, v in report["checked"].items())
         console.print(f"checked: {checked}")
+        if report["golive"]:
+            console.print(f"go-live {report['golive']}: the {report['checked']['before_golive']} "
+                          "source documents dated on or before it are in the opening balance, "
+                          "not compared")
         if report["differences"]:
             console.print(render.rich_table("reconcile", report, "Differences"))
         else:

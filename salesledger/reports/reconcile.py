@@ -29,6 +29,13 @@ account), ``advances_account`` (per customer: Σ advances vs the advances accoun
 balance), ``inventory_account`` (per SKU and warehouse, document = ``"SKU@WAREHOUSE"``: Σ stock
 value vs the inventory account). Invariants count what is dated on or before ``date_to``.
 
+Go-live (``salesledger golive --date D``): the ledger starts from the opening balance
+``OB-golive-D`` and the engine refuses every document dated on or before D (``before_golive``);
+their figures are inside the opening balance. When the store holds that opening balance, source
+documents dated on or before D are therefore left out (counted as ``before_golive`` in
+``checked``, D reported as ``golive``); what happened after D — payments of opening items,
+returns against taken-over invoices — is compared as usual.
+
 Differences carry the document's day, branch (the document's branch, else its warehouse's) and
 customer; ``groups`` gives both sides summed per day, branch and customer. Amounts are in the
 functional currency, exact ``Decimal``; JSON carries decimal strings.
@@ -262,6 +269,17 @@ def ledger_documents(ledger: psycopg.Connection, accounts: ReportAccounts, *,
     return out
 
 
+_GOLIVE_SQL = r"""
+SELECT max(accounting_date) FROM journal_entries
+ WHERE document_type = 'opening_balance' AND document_number ~ '^OB-golive-\d{4}-\d{2}-\d{2}$'"""
+
+
+def golive_date(ledger: psycopg.Connection) -> dt.date | None:
+    """The go-live day D of the ledger: the date of its ``OB-golive-D`` opening balance entry
+    (written by ``salesledger golive``), or None when the ledger did not start that way."""
+    return ledger.execute(_GOLIVE_SQL).fetchone()[0]
+
+
 def held_documents(ledger: psycopg.Connection) -> dict[Key, str]:
     """Documents waiting in the store's held queue: (type, number) -> reason."""
     out: dict[Key, str] = {}
@@ -402,13 +420,20 @@ def group_totals(source: dict[Key, DocFigures], ledger: dict[Key, DocFigures]
 def reconcile(sales: psycopg.Connection, ledger: psycopg.Connection, accounts: ReportAccounts,
               *, date_from: dt.date | None, date_to: dt.date, functional_currency: str = "AZN",
               customer: str | None = None, branch: str | None = None) -> dict[str, Any]:
-    """``{"from", "to", "checked": {counts}, "differences": [{"check", "day", "branch",
-    "customer", "document", "source", "ledger"}], "groups": [...]}``; empty differences when
-    the ledger matches the sales database and its own invariants hold."""
+    """``{"from", "to", "golive", "checked": {counts}, "differences": [{"check", "day",
+    "branch", "customer", "document", "source", "ledger"}], "groups": [...]}``; empty
+    differences when the ledger matches the sales database and its own invariants hold.
+    ``golive``: the ledger's go-live day or None; source documents dated on or before it are
+    not compared (``checked["before_golive"]``, module doc)."""
     branches = warehouse_branches(sales)
     source = source_documents(sales, date_from=date_from, date_to=date_to,
                               functional_currency=functional_currency, customer=customer,
                               branch=branch)
+    golive = golive_date(ledger)
+    before_golive = 0
+    if golive is not None:
+        kept = {k: d for k, d in source.items() if d.day is None or d.day > golive}
+        before_golive, source = len(source) - len(kept), kept
     ledger_docs = ledger_documents(ledger, accounts, numbers=[k[1] for k in source],
                                    date_from=date_from, date_to=date_to, branches=branches)
     ledger_docs = {k: d for k, d in ledger_docs.items() if k in source or (
@@ -421,6 +446,8 @@ def reconcile(sales: psycopg.Connection, ledger: psycopg.Connection, accounts: R
     groups = group_totals(source, ledger_docs)
     checked = {"invoices": per_type["invoice"], "returns": per_type["return"],
                "payments": per_type["payment"], "groups": len(groups), **counts}
+    if golive is not None:
+        checked["before_golive"] = before_golive
     return {"from": date_from.isoformat() if date_from else None, "to": date_to.isoformat(),
-            "checked": checked, "differences": [d.as_json() for d in diffs + invariants],
+            "golive": golive.isoformat() if golive else None, "checked": checked, "differences": [d.as_json() for d in diffs + invariants],
             "groups": groups}

@@ -355,3 +355,17 @@ def test_golive_posts_opening_balances_then_only_later_documents(captured_pipeli
     assert check.ok, check.as_json()
     held = pipeline.query("SELECT document_key FROM held_documents WHERE action = 'held'")
     assert not [k for (k,) in held if k.split(":", 1)[1] in ours]
+
+    # `reconcile` knows the go-live: the documents dated on or before D (history, INV6 entered
+    # late, INV5 re-dated) are inside the opening balance, not differences; everything after D
+    # (PAY3 on an opening item, the returns against taken-over invoices, INV5's reversal) matches
+    run = subprocess.run([str(Path(sys.executable).parent / "salesledger"), "reconcile", "--schema", pipeline.schema,
+                          "--branch", s.branch, "--to", day(30).isoformat(), "--format", "json"],
+                         env=pipeline.env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    report = json.loads(run.stdout)
+    assert (run.returncode, report["differences"]) == (0, []), run.stderr + json.dumps(report["differences"])
+    assert report["golive"] == D.isoformat()
+    # INV1, INV2, PAY1, PAY2, RET1 (history; INV3 cancelled, INV4 a draft), INV6, INV5 (its
+    # reversed posting is the one invoice left: it nets to zero)
+    assert report["checked"]["before_golive"] == 7
+    assert (report["checked"]["invoices"], report["checked"]["returns"], report["checked"]["payments"]) == (1, 2, 1)
