@@ -501,8 +501,10 @@ def settle_item(tx: Tx, customer: str, number: str, day: dt.date) -> tuple[Journ
 def oldest_first_plan(acc: CustomerAccount, amount: Decimal, planned: dict[str, Decimal], exclude: str | None = None) -> Decimal:
     """Spread ``amount`` over the customer's open items, oldest due date first (ties: older
     document date, then lower number), adding to ``planned``; returns what is left."""
+    if amount <= 0:  # nothing to spread: the customer's items are not read
+        return amount
     items = sorted(
-        (i for i in acc.open_items.values() if i.document != exclude and i.open - planned.get(i.document, ZERO) > 0),
+        (i for i in acc.owing_items() if i.document != exclude and i.open - planned.get(i.document, ZERO) > 0),
         key=lambda i: (i.due_date, i.document_date, i.document),
     )
     for item in items:

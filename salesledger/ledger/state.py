@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from immutables import Map
 
@@ -142,6 +142,18 @@ class CustomerAccount:
     def advance_open(self) -> Decimal:
         """Σ unused advances of the customer."""
         return sum((a.open for a in self.advances), ZERO)
+
+    def owing_items(self) -> Iterable[OpenItem]:
+        """The open items with an amount still owed (``open`` > 0), in no particular order.
+
+        Settled items stay in ``open_items`` (a later return against a paid invoice, ageing
+        as of a past day), so a long-standing customer has many. A mapping may list its owing
+        items itself (``owing_values()``: the posting worker's table-backed view keeps their
+        numbers, so a payment reads those, not the whole history); otherwise all are scanned."""
+        listed = getattr(self.open_items, "owing_values", None)
+        if listed is not None:
+            return listed()
+        return (item for item in self.open_items.values() if item.open > 0)
 
 
 @dataclass(frozen=True, slots=True)

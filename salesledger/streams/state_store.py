@@ -34,8 +34,9 @@ posting worker's RSS grew 47.7 MiB/min in a one-hour soak at 10 documents/s.)
 
 Keys: ``document:<type>:<number>``, ``stock:<sku>@<warehouse>``, ``customer:<id>`` (the engine's
 ``PostingResult.touched`` names; a customer's account without its open items, with the numbers of
-its open items: :class:`CustomerHead`), one key per open item ``item:<customer>\x1f<number>`` (a
-customer may have thousands), one key per held document
+its open items and of those still owing: :class:`CustomerHead`), one key per open item
+``item:<customer>\x1f<number>`` (a customer may have thousands: settled items stay; they are read
+one by one when the engine names them, :class:`OpenItems`), one key per held document
 ``held:<document key>`` (the engine's ``held`` name; the queue may hold thousands: as ONE value it
 grew past the broker's message size, and a changelog write the broker refuses is a state that is
 no longer durable), and whole small mappings ``locks``, ``rates``. Tables written by earlier versions
@@ -158,11 +159,109 @@ class StateTooLarge(ValueError):
 @dataclasses.dataclass(frozen=True, slots=True)
 class CustomerHead:
     """The table value of ``customer:<id>``: the account without its open items (``account``,
-    its ``open_items`` empty) and the numbers of its open items (``items``, each stored under
-    ``item:<id>\x1f<number>``), so a customer is read without scanning the table."""
+    its ``open_items`` empty), the numbers of its open items (``items``, each stored under
+    ``item:<id>\x1f<number>``), so a customer is read without scanning the table, and the
+    numbers of those still owing (``owing``: ``open`` > 0), so a payment allocated oldest first
+    reads those only. Heads written before ``owing`` existed have none: computed on first read."""
 
     account: Any
     items: tuple[str, ...]
+    owing: frozenset[str] | None = None
+
+
+class _ItemsBase:
+    """What every version of one customer's :class:`OpenItems` shares within a step: the
+    stored numbers (in order), the loader and the cache of items read."""
+
+    __slots__ = ("numbers", "load", "cache")
+
+    def __init__(self, numbers: tuple[str, ...], load: Callable[[str], Any]) -> None:
+        self.numbers = dict.fromkeys(numbers)
+        self.load = load
+        self.cache: dict[str, Any] = {}
+
+    def get(self, number: str) -> Any:
+        try:
+            return self.cache[number]
+        except KeyError:
+            item = self.cache[number] = self.load(number)
+            return item
+
+
+class OpenItems(Mapping):
+    """A customer's open items (``CustomerAccount.open_items``) read through from the table:
+    an item is read (and unpickled) when the engine names it, so a step costs the same whether
+    the customer has ten items or ten thousand (before: every item of the customer was read on
+    each step, ~12 µs per item — 36.8 ms per invoice for a customer with 3,000). Changes go
+    to a copy-on-write overlay (``set``, the ``immutables.Map`` call the engine uses); the
+    numbers still owing are kept (:meth:`owing_values`, ``CustomerAccount.owing_items``).
+    ``values()``/``items()`` read every item (reports, tests). Pickles as an ``immutables.Map``
+    of all items."""
+
+    __slots__ = ("_base", "_overlay", "_owing")
+
+    def __init__(self, base: _ItemsBase, owing: frozenset[str],
+                 overlay: Map = _NO_ITEMS) -> None:
+        self._base = base
+        self._overlay = overlay
+        self._owing = owing
+
+    def get(self, number: Any, default: Any = None) -> Any:
+        item = self._overlay.get(number, _MISSING)
+        if item is not _MISSING:
+            return item
+        if number in self._base.numbers:
+            return self._base.get(number)
+        return default
+
+    def __getitem__(self, number: Any) -> Any:
+        item = self.get(number, _MISSING)
+        if item is _MISSING:
+            raise KeyError(number)
+        return item
+
+    def __contains__(self, number: object) -> bool:
+        return number in self._overlay or number in self._base.numbers
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._base.numbers
+        for number in self._overlay:
+            if number not in self._base.numbers:
+                yield number
+
+    def __len__(self) -> int:
+        return len(self._base.numbers) + sum(1 for n in self._overlay if n not in self._base.numbers)
+
+    def __repr__(self) -> str:
+        return f"OpenItems({len(self)} items, {len(self._owing)} owing, {len(self._overlay)} changed)"
+
+    def __reduce__(self) -> tuple:
+        return (Map, (dict(self.items()),))
+
+    def set(self, number: str, item: Any) -> "OpenItems":
+        owes, listed = item.open > 0, number in self._owing
+        owing = self._owing if owes == listed else \
+            self._owing | {number} if owes else self._owing - {number}
+        return OpenItems(self._base, owing, self._overlay.set(number, item))
+
+    @property
+    def owing(self) -> frozenset[str]:
+        """Numbers of the items with ``open`` > 0."""
+        return self._owing
+
+    def owing_values(self) -> list[Any]:
+        """The items with ``open`` > 0 (read from the table if not read yet)."""
+        return [self[number] for number in self._owing]
+
+    def changes_since(self, before: Mapping) -> list[tuple[str, Any, Any]] | None:
+        """``(number, item before or _ABSENT, item now)`` of each item changed since ``before``
+        (an earlier version of the same customer in this step), or None when ``before`` is not
+        one (compare all items then)."""
+        if not isinstance(before, OpenItems) or before._base is not self._base:
+            return None
+        return [(number, before.get(number, _ABSENT), item)
+                for number, item in self._overlay.items()
+                if before._overlay.get(number, _MISSING) is not item]
 
 
 # ---- the state read through from the table ------------------------------------------------------
@@ -350,26 +449,42 @@ def _pieces(old: LedgerState, new: LedgerState, keys: list[str]) -> list[tuple[s
             continue
         items_before = before.open_items if before is not None else _NO_ITEMS
         items_after = after.open_items if after is not None else _NO_ITEMS
+        changes = _item_changes(items_before, items_after)
         same_head = (before is not None and after is not None and before.advances is after.advances
                      and before.customer == after.customer
-                     and (items_before is items_after or _same_keys(items_before, items_after)))
+                     and all(old is not _ABSENT and new is not _ABSENT for _, old, new in changes)
+                     and _same_owing(items_before, items_after))
         if not same_head:
             out.append((key, _head(before), _head(after)))
-        if items_before is items_after:
-            continue
         prefix = f"{ITEM_PREFIX}{customer}{_SEP}"
-        for number, item in items_after.items():
-            previous = items_before.get(number, _ABSENT)
-            if previous is not item:
-                out.append((prefix + number, previous, item))
-        for number, item in items_before.items():
-            if number not in items_after:
-                out.append((prefix + number, item, _ABSENT))
+        out.extend((prefix + number, old, new) for number, old, new in changes)
     return out
 
 
-def _same_keys(a: Mapping, b: Mapping) -> bool:
-    return len(a) == len(b) and all(key in a for key in b)
+def _item_changes(before: Mapping, after: Mapping) -> list[tuple[str, Any, Any]]:
+    """``(number, before or _ABSENT, after or _ABSENT)`` of each open item that differs."""
+    if before is after:
+        return []
+    if isinstance(after, OpenItems):
+        changes = after.changes_since(before)
+        if changes is not None:
+            return changes
+    out = [(number, before.get(number, _ABSENT), item) for number, item in after.items()
+           if before.get(number, _ABSENT) is not item]
+    out += [(number, item, _ABSENT) for number, item in before.items() if number not in after]
+    return out
+
+
+def _same_owing(before: Mapping, after: Mapping) -> bool:
+    a, b = _owing(before), _owing(after)
+    return a is b or a == b
+
+
+def _owing(items: Mapping) -> frozenset[str]:
+    """Numbers of the items with ``open`` > 0."""
+    if isinstance(items, OpenItems):
+        return items.owing
+    return frozenset(number for number, item in items.items() if item.open > 0)
 
 
 def _held_pieces(before: Map, after: Map) -> list[tuple[str, Any, Any]]:
@@ -386,7 +501,8 @@ def _held_pieces(before: Map, after: Map) -> list[tuple[str, Any, Any]]:
 def _head(account: Any) -> Any:
     if account is None:
         return _ABSENT
-    return CustomerHead(replace(account, open_items=_NO_ITEMS), tuple(account.open_items.keys()))
+    return CustomerHead(replace(account, open_items=_NO_ITEMS), tuple(account.open_items.keys()),
+                        _owing(account.open_items))
 
 
 def changed_keys(touched: Iterable[str]) -> list[str]:
@@ -494,13 +610,18 @@ class LedgerStore:
         if not isinstance(head, CustomerHead):
             raise TornState(f"customer {customer!r} stored without its item numbers (load() converts)")
         prefix = f"{ITEM_PREFIX}{customer}{_SEP}"
-        items = {}
-        for number in head.items:
+
+        def load(number: str) -> Any:
             item = _value_of(self.table.get(prefix + number))
             if item == _ABSENT:
                 raise TornState(f"open item {number!r} of customer {customer!r} is missing")
-            items[number] = item
-        return replace(head.account, open_items=Map(items))
+            return item
+
+        base = _ItemsBase(head.items, load)
+        owing = getattr(head, "owing", None)  # None: a head written before ``owing`` existed
+        if owing is None:
+            owing = frozenset(number for number in head.items if base.get(number).open > 0)
+        return replace(head.account, open_items=OpenItems(base, owing))
 
     def load(self) -> LedgerState:
         """The state as the table holds it, rolling back an unfinished last step: one streaming
@@ -621,5 +742,5 @@ def unlocked(state: LedgerState) -> LedgerState:
 
 
 __all__ = ["APPLIED_KEY", "HELD_PREFIX", "OUTPUT_CHUNK_BYTES_MAX", "OUTPUTS_KEPT_MAX",
-           "VALUE_BYTES_MAX", "CustomerHead", "StateTooLarge", "LedgerStore", "TableMap",
+           "VALUE_BYTES_MAX", "CustomerHead", "OpenItems", "StateTooLarge", "LedgerStore", "TableMap",
            "TornState", "changed_keys", "unlocked"]
