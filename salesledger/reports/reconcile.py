@@ -449,5 +449,5 @@ def reconcile(sales: psycopg.Connection, ledger: psycopg.Connection, accounts: R
     if golive is not None:
         checked["before_golive"] = before_golive
     return {"from": date_from.isoformat() if date_from else None, "to": date_to.isoformat(),
-            "golive": golive.isoformat() if golive else None, "checked": checked, "differences": [d.as_json() for d in diffs + invariants],
-            "groups": groups}
+            "golive": golive.isoformat() if golive else None, "checked": checked,
+            "differences": [d.as_json() for d in diffs + invariants], "groups": groups}

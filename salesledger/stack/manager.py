@@ -25,7 +25,7 @@ from salesledger.stack.base import Health, Service, ServiceStatus
 from salesledger.stack.connect import ConnectService, http_json
 from salesledger.stack.errors import StackAborted, StackError
 from salesledger.stack.kafka import HEALTH_TOPIC_PREFIX, JvmService, KafkaService
-from salesledger.stack.postgres import PostgresService, cluster_home
+from salesledger.stack.postgres import PostgresService, cluster_home, orphan_home
 from salesledger.stack.prometheus import PrometheusService
 from salesledger.stack.topics import apply_topics
 
@@ -300,7 +300,7 @@ def reset_all(settings: Settings, report: Reporter = lambda _: None) -> None:
             path.unlink()
         elif path.exists():
             shutil.rmtree(path)
-    for folder in (home, home.with_name(home.name + ".orphaned")):
+    for folder in (home, orphan_home(settings)):
         if folder.exists():
             shutil.rmtree(folder)
     report(f"all data deleted under {settings.stack_dir} "

@@ -58,6 +58,13 @@ def cluster_home(settings: Settings) -> Path:
     return _SHARED_HOME / f"{settings.stack_dir.parent.name}-{digest}"
 
 
+def orphan_home(settings: Settings) -> Path:
+    """Where ``stack up`` moves a cluster an earlier stack dir at the same path left behind
+    (:meth:`PostgresService._set_aside_orphan`; root only)."""
+    home = cluster_home(settings)
+    return home.with_name(home.name + ".orphaned")
+
+
 class PostgresService(Service):
     """The private PostgreSQL cluster on ``settings.pg_port``."""
 
@@ -154,7 +161,7 @@ class PostgresService(Service):
     @property
     def orphan_home(self) -> Path:
         """Where :meth:`_set_aside_orphan` moves a cluster left by an earlier stack dir."""
-        return self.cluster_home.with_name(self.cluster_home.name + ".orphaned")
+        return orphan_home(self.settings)
 
     def _set_aside_orphan(self) -> None:
         """As root, move aside a cluster that an earlier stack dir at the same path left behind.
