@@ -119,7 +119,9 @@ class KafkaService(JvmService):
             if not id_file.exists():
                 id_file.write_text(_new_cluster_id() + "\n")
             cluster_id = id_file.read_text().strip()
-            argv = self.java_argv("kafka.tools.StorageTool", "format", "--cluster-id", cluster_id,
+            # ``--cluster-id=ID``: an id starting with "-" (as stack dirs made before
+            # _new_cluster_id avoided it may hold) would be read as an option otherwise
+            argv = self.java_argv("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                                   "--config", str(self.config_path()), "--ignore-formatted",
                                   agent=False)
             self.run_tool(argv, "format KRaft storage (first start)", cwd=self.home)
@@ -143,8 +145,12 @@ class KafkaService(JvmService):
 
 
 def _new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 chars)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 chars), never
+    starting with "-" (one in 64 did; Kafka's own ``Uuid.randomUuid`` draws again then too)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def kafka_round_trip(bootstrap: str, version: str | None) -> Health:
